@@ -1,0 +1,47 @@
+# UNDE Recognition — the two set-up commands are `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+QUICK  ?=
+
+.PHONY: venv lint typecheck test test-all demo bench reliability clean down
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+# The whole fast suite: lint, types, tests (slow ones run under `make reliability`/`make bench`).
+test: lint typecheck
+	$(BIN)/pytest -m "not slow"
+
+test-all: venv
+	$(BIN)/pytest
+
+# The main job on the embedded defaults: databases, functions, seed, index, recognize.
+demo: venv
+	$(BIN)/unde demo
+
+bench: venv
+	$(BIN)/python -m bench $(if $(QUICK),--quick,)
+
+reliability: venv
+	$(BIN)/pytest -m slow tests/reliability
+
+down: venv
+	-$(BIN)/unde dev down
+	$(BIN)/unde db down
+
+clean: down
+	rm -rf .data

@@ -1,0 +1,1 @@
+"""Database access: the embedded local server, migrations, connection pools."""

@@ -1,0 +1,145 @@
+"""Fetching images by URL without becoming an SSRF proxy.
+
+Rules: only http/https; the host must resolve to public addresses only, unless it is on the
+allow-list (`ALLOWED_IMAGE_HOSTS`, e.g. the local image server or the catalog's S3 host);
+redirects are followed by hand (at most 3) and every hop is checked again; the body is
+streamed with a byte limit and the whole fetch has one deadline. For plain http the request
+is sent to the address that was checked (no second DNS lookup to rebind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from unde.errors import BadInput, NotAllowed, UpstreamError, UpstreamTimeout
+
+MAX_REDIRECTS = 3
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    """What may be fetched: allow-listed hosts, size and time limits."""
+
+    allowed_hosts: frozenset[str] = frozenset()
+    max_bytes: int = 15 * 1024 * 1024
+    timeout_s: float = 5.0
+
+    @classmethod
+    def of(cls, allowed_hosts: Iterable[str], max_bytes: int, timeout_s: float) -> FetchPolicy:
+        return cls(frozenset(host.lower() for host in allowed_hosts), max_bytes, timeout_s)
+
+    def host_allowed(self, host: str, port: int | None) -> bool:
+        host = host.lower()
+        return host in self.allowed_hosts or f"{host}:{port}" in self.allowed_hosts
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """True for globally routable unicast addresses (IPv4-mapped IPv6 judged as IPv4)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    """All addresses a host name resolves to (literal IPs in any spelling included)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise BadInput(f"cannot resolve host {host!r}", field="url") from exc
+    return [ipaddress.ip_address(info[4][0]) for info in infos]
+
+
+def _split(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise NotAllowed(f"URL scheme {parts.scheme!r} is not allowed; use http or https",
+                         field="url")
+    if not parts.hostname:
+        raise BadInput("URL has no host", field="url")
+    if parts.username or parts.password:
+        raise NotAllowed("URLs with credentials are not allowed", field="url")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise BadInput(f"URL has an invalid port: {exc}", field="url") from exc
+    return parts.scheme, parts.hostname, port
+
+
+async def check_url(url: str, policy: FetchPolicy) -> tuple[str, dict[str, str]]:
+    """Validate one hop; return the URL to request and extra headers (Host when pinned)."""
+    scheme, host, port = _split(url)
+    if policy.host_allowed(host, port):
+        return url, {}
+    addresses = await resolve(host, port)
+    blocked = [str(address) for address in addresses if not is_public_address(address)]
+    if blocked or not addresses:
+        raise NotAllowed(
+            f"URL host {host!r} resolves to a non-public address ({', '.join(blocked)})",
+            field="url",
+        )
+    if scheme == "https":
+        return url, {}  # TLS needs the name; the certificate then vouches for the peer
+    parts = urlsplit(url)
+    literal = addresses[0]
+    netloc_host = f"[{literal}]" if literal.version == 6 else str(literal)
+    pinned = urlunsplit(parts._replace(netloc=f"{netloc_host}:{port}"))
+    return pinned, {"Host": parts.netloc.rsplit("@", 1)[-1]}
+
+
+async def fetch_bytes(client: httpx.AsyncClient, url: str, policy: FetchPolicy,
+                      *, headers: dict[str, str] | None = None) -> bytes:
+    """GET an image under the policy; BadInput/NotAllowed for the caller's URL problems."""
+    try:
+        async with asyncio.timeout(policy.timeout_s):
+            return await _follow(client, url, policy, headers or {})
+    except TimeoutError as exc:
+        raise UpstreamTimeout("image-fetch", f"fetching the image took over {policy.timeout_s}s") from exc
+
+
+async def _follow(client: httpx.AsyncClient, url: str, policy: FetchPolicy,
+                  headers: dict[str, str]) -> bytes:
+    for _ in range(MAX_REDIRECTS + 1):
+        target, extra = await check_url(url, policy)
+        try:
+            async with client.stream("GET", target, headers={**headers, **extra},
+                                     follow_redirects=False) as response:
+                if response.status_code in REDIRECT_CODES:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise UpstreamError("image-fetch", "redirect without Location")
+                    url = urljoin(url, location)
+                    continue
+                if response.status_code >= 400:
+                    raise BadInput(f"image URL answered HTTP {response.status_code}", field="url")
+                return await _read_limited(response, policy.max_bytes)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("image-fetch") from exc
+        except httpx.HTTPError as exc:
+            raise BadInput(f"image URL could not be fetched: {exc.__class__.__name__}",
+                           field="url") from exc
+    raise NotAllowed(f"more than {MAX_REDIRECTS} redirects", field="url")
+
+
+async def _read_limited(response: httpx.Response, limit: int) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BadInput(f"image at URL exceeds {limit} bytes", field="url", status_code=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise BadInput(f"image at URL exceeds {limit} bytes", field="url", status_code=413)
+        chunks.append(chunk)
+    return b"".join(chunks)

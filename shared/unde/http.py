@@ -1,0 +1,162 @@
+"""The HTTP edge of every function: routing by path, the error boundary, body parsing.
+
+functions-framework sends every path to one function, so each function builds a `Router`
+and its entry point is ``return await router(request)``. The router is the error boundary:
+`UndeError` becomes its JSON body and status; anything else becomes a bare 500 (the
+traceback goes to the log, never to the caller).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from unde import tracing
+from unde.errors import BadInput, MethodNotAllowed, NotFound, UndeError
+
+log = logging.getLogger(__name__)
+
+Endpoint = Callable[[Request], Awaitable[Response | Mapping[str, Any] | BaseModel]]
+Observer = Callable[[str, str, int, float], None]
+M = TypeVar("M", bound=BaseModel)
+
+JSON_LIMIT_BYTES = 1024 * 1024
+
+
+class Router:
+    """Dispatch `METHOD /path` to endpoints inside one error boundary."""
+
+    def __init__(self, service: str, routes: Mapping[str, Endpoint]) -> None:
+        self.service = service
+        self._routes: dict[tuple[str, str], Endpoint] = {}
+        for key, endpoint in routes.items():
+            method, path = key.split(" ", 1)
+            self._routes[(method.upper(), path.rstrip("/") or "/")] = endpoint
+        self._observers: list[Observer] = []
+
+    def observe(self, observer: Observer) -> None:
+        """Call `observer(path, method, status, seconds)` after every request (metrics)."""
+        self._observers.append(observer)
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted({path for _, path in self._routes})
+
+    def _match(self, method: str, path: str) -> tuple[str, Endpoint]:
+        path = path.rstrip("/") or "/"
+        endpoint = self._routes.get((method, path))
+        if endpoint is None and method == "HEAD":
+            endpoint = self._routes.get(("GET", path))
+        if endpoint is not None:
+            return path, endpoint
+        if any(known == path for _, known in self._routes):
+            raise MethodNotAllowed(f"{method} is not allowed on {path}")
+        raise NotFound(f"no such endpoint: {path}")
+
+    async def __call__(self, request: Request) -> Response:
+        context = tracing.context_from_headers(request.headers)
+        tracing.set_current(context)
+        started = time.perf_counter()
+        route = "unmatched"
+        try:
+            route, endpoint = self._match(request.method, request.url.path)
+            response = to_response(await endpoint(request))
+        except UndeError as exc:
+            response = error_response(exc)
+        except ClientDisconnect:
+            response = Response(status_code=499)
+        except Exception:
+            log.exception("unhandled error", extra={"path": request.url.path})
+            response = JSONResponse(
+                {"error": "internal", "message": "internal error"}, status_code=500
+            )
+        response.headers[tracing.REQUEST_ID_HEADER] = context.request_id
+        elapsed = time.perf_counter() - started
+        for observer in self._observers:
+            observer(route, request.method, response.status_code, elapsed)
+        return response
+
+
+def to_response(result: Response | Mapping[str, Any] | BaseModel) -> Response:
+    """Wrap an endpoint's return value: Response as is, models and mappings as JSON."""
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, BaseModel):
+        return JSONResponse(result.model_dump(mode="json"))
+    return JSONResponse(dict(result))
+
+
+def error_response(exc: UndeError) -> JSONResponse:
+    """The JSON answer for a project error, with its status code."""
+    if exc.status_code >= 500:
+        log.warning("request failed: %s", exc, extra={"error": exc.code})
+    return JSONResponse(exc.to_json(), status_code=exc.status_code)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes with 413 before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadInput("Content-Length is not a number", field="Content-Length", status_code=400)
+        if int(declared) > limit:
+            raise BadInput(f"body exceeds {limit} bytes", field="body", status_code=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadInput(f"body exceeds {limit} bytes", field="body", status_code=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(request: Request) -> str:
+    """The request's media type without parameters, lower-case ('' when absent)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def parse_json(raw: bytes) -> Any:
+    """Decode a JSON body or fail with 400."""
+    if not raw:
+        raise BadInput("body is empty; a JSON object is required", field="body", status_code=400)
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"body is not valid JSON: {exc}", field="body", status_code=400) from exc
+
+
+def validate(model: type[M], data: Any) -> M:
+    """Validate data against a pydantic model; the first problem becomes a 422 naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise bad_input_from(exc) from exc
+
+
+def bad_input_from(exc: ValidationError) -> BadInput:
+    """Translate a pydantic error into BadInput naming the offending field."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    message = first["msg"].removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return BadInput(f"{field}: {message}{suffix}", field=field, status_code=422)
+
+
+async def read_model(request: Request, model: type[M], limit: int = JSON_LIMIT_BYTES) -> M:
+    """Read a JSON body (415 if not JSON, 400 if malformed, 413 if large) into `model` (422)."""
+    if media_type(request) not in ("application/json", ""):
+        raise BadInput(
+            f"Content-Type must be application/json, got {media_type(request)!r}",
+            field="Content-Type",
+            status_code=415,
+        )
+    return validate(model, parse_json(await read_body(request, limit)))

@@ -1,0 +1,59 @@
+"""Process-level plumbing for functions: lazily built resources and the standard routes.
+
+functions-framework's ASGI app has no lifespan hooks, so settings are loaded at import
+(a bad value fails start-up) and I/O resources (pools, HTTP clients, model sessions) are
+built on the first request inside the server's event loop, exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+from starlette.requests import Request
+
+from unde.http import Endpoint, Router
+from unde.metrics import http_observer, metrics_endpoint
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """An async resource built once, on first use, in the running loop."""
+
+    def __init__(self, factory: Callable[[], Awaitable[T]]) -> None:
+        self._factory = factory
+        self._value: T | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def get(self) -> T:
+        if self._value is not None:
+            return self._value
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._value is None:
+                self._value = await self._factory()
+        return self._value
+
+    @property
+    def ready(self) -> bool:
+        return self._value is not None
+
+    def reset(self) -> None:
+        """Forget the resource (tests, or after the loop it was built in is gone)."""
+        self._value = None
+        self._lock = None
+
+
+def function_router(service: str, routes: Mapping[str, Endpoint],
+                    health: Callable[[], Awaitable[Mapping[str, Any]]]) -> Router:
+    """A Router with the function's routes plus `GET /healthz` and `GET /metrics`."""
+
+    async def healthz(request: Request) -> Mapping[str, Any]:
+        return {"service": service, "status": "ok", **(await health())}
+
+    router = Router(service, {**routes, "GET /healthz": healthz, "GET /metrics": metrics_endpoint})
+    router.observe(http_observer(service))
+    return router

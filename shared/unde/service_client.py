@@ -1,0 +1,111 @@
+"""Calls from one function to another (orchestrator → gateway/reranker, gateway → embedder).
+
+One `ServiceClient` per upstream per process, sharing one `httpx.AsyncClient`. Every call
+carries the request id and traceparent, the internal token, and a timeout that never
+exceeds the caller's remaining deadline. Failures come back as the project's errors:
+4xx → `UpstreamError` (not retryable, the body's message kept), 5xx/connection →
+`UpstreamUnavailable`, time-outs → `UpstreamTimeout`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from unde import tracing
+from unde.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from unde.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
+
+INTERNAL_TOKEN_HEADER = "x-unde-internal-token"  # noqa: S105 (a header name)
+
+
+class Deadline:
+    """A point in time a request must be answered by; hands out per-call timeouts."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def timeout(self, cap: float | None = None) -> float:
+        """Seconds a call may take: what is left, capped; raises when nothing is left."""
+        left = self.remaining()
+        if left <= 0.001:
+            raise UpstreamTimeout("deadline", "the request's time budget is spent")
+        return min(left, cap) if cap is not None else left
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0.001
+
+
+class ServiceClient:
+    """JSON-over-HTTP client for one internal function."""
+
+    def __init__(self, name: str, base_url: str, http: httpx.AsyncClient, *,
+                 caller: str, token: str | None = None, default_timeout_s: float = 10.0) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.http = http
+        self.caller = caller
+        self.token = token
+        self.default_timeout_s = default_timeout_s
+
+    def _headers(self) -> dict[str, str]:
+        headers = tracing.outbound_headers()
+        if self.token:
+            headers[INTERNAL_TOKEN_HEADER] = self.token
+        return headers
+
+    async def post(self, path: str, body: dict[str, Any], *, deadline: Deadline | None = None,
+                   timeout_s: float | None = None) -> dict[str, Any]:
+        """POST JSON to `path` and return the decoded JSON answer."""
+        cap = timeout_s or self.default_timeout_s
+        timeout = deadline.timeout(cap) if deadline else cap
+        started = time.perf_counter()
+        try:
+            response = await self.http.post(f"{self.base_url}{path}", json=body,
+                                            headers=self._headers(), timeout=timeout)
+        except httpx.TimeoutException as exc:
+            self._failed(path, "timeout")
+            raise UpstreamTimeout(self.name, f"{path} took over {timeout:.2f}s") from exc
+        except httpx.HTTPError as exc:
+            self._failed(path, "connection")
+            raise UpstreamUnavailable(self.name, f"{path}: {exc.__class__.__name__}: {exc}",
+                                      retryable=True) from exc
+        finally:
+            UPSTREAM_LATENCY.labels(self.caller, self.name, path).observe(
+                time.perf_counter() - started)
+        return self._decode(path, response)
+
+    async def get(self, path: str, *, timeout_s: float = 2.0) -> dict[str, Any]:
+        """GET a JSON document (health checks)."""
+        try:
+            response = await self.http.get(f"{self.base_url}{path}", headers=self._headers(),
+                                           timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(self.name, f"{path}: {exc.__class__.__name__}") from exc
+        return self._decode(path, response)
+
+    def _failed(self, path: str, kind: str) -> None:
+        UPSTREAM_ERRORS.labels(self.caller, self.name, path, kind).inc()
+
+    def _decode(self, path: str, response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            message = body.get("message") if isinstance(body, dict) else None
+            message = message or response.text[:200] or f"HTTP {response.status_code}"
+            self._failed(path, str(response.status_code))
+            if response.status_code >= 500:
+                raise UpstreamUnavailable(self.name, f"{path}: {message}", retryable=True)
+            raise UpstreamError(self.name, f"{path}: HTTP {response.status_code}: {message}")
+        if not isinstance(body, dict):
+            self._failed(path, "malformed")
+            raise UpstreamError(self.name, f"{path}: answer is not a JSON object")
+        return body
