@@ -7,6 +7,8 @@ template that already has the migrations applied (cloning takes milliseconds).
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,12 +25,17 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Admin URL of an embedded server that lives for the test session."""
-    data_dir: Path = tmp_path_factory.mktemp("pg")
+def pg_admin_url() -> Iterator[str]:
+    """Admin URL of an embedded server that lives for the test session.
+
+    Its data dir is not under pytest's tmp_path: pytest prunes old numbered tmp dirs, which
+    would delete a running server's files when several pytest sessions run side by side.
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix="unde-pg-"))
     url = embedded_base_url(data_dir)
     yield url
     stop_embedded(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ where they are caught, with ``raise ... from exc``.
     ├── NotFound               → 404
     ├── MethodNotAllowed       → 405
     ├── UpstreamError          a service we call failed → 502
+    │   ├── UpstreamRejected   it answered 4xx: our request was bad (its status kept)
     │   ├── UpstreamTimeout    it did not answer in time → 504
     │   └── UpstreamUnavailable  known to be down (circuit open, not configured) → 503
     └── StoreError             a database failed → 503
@@ -93,6 +94,17 @@ class UpstreamError(UndeError):
         return body
 
 
+class UpstreamRejected(UpstreamError):
+    """Another of our functions refused the request as bad input (its 4xx, passed on)."""
+
+    def __init__(self, service: str, message: str, *, upstream_status: int,
+                 field: str | None = None) -> None:
+        super().__init__(service, message)
+        self.upstream_status = upstream_status
+        self.field = field
+        self.detail = message
+
+
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     code = "upstream_timeout"
@@ -116,3 +128,9 @@ class StoreError(UndeError):
 class MethodNotAllowed(UndeError):
     status_code = 405
     code = "method_not_allowed"
+
+
+class ProviderMisconfigured(UpstreamUnavailable):
+    """A provider refused our credentials (HTTP 401/403): a setting is wrong, retrying won't help."""
+
+    code = "provider_misconfigured"

@@ -3,7 +3,7 @@
 One `ServiceClient` per upstream per process, sharing one `httpx.AsyncClient`. Every call
 carries the request id and traceparent, the internal token, and a timeout that never
 exceeds the caller's remaining deadline. Failures come back as the project's errors:
-4xx → `UpstreamError` (not retryable, the body's message kept), 5xx/connection →
+4xx → `UpstreamRejected` (not retryable; status, message and field kept), 5xx/connection →
 `UpstreamUnavailable`, time-outs → `UpstreamTimeout`.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from unde import tracing
-from unde.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from unde.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from unde.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 
 INTERNAL_TOKEN_HEADER = "x-unde-internal-token"  # noqa: S105 (a header name)
@@ -104,7 +104,9 @@ class ServiceClient:
             self._failed(path, str(response.status_code))
             if response.status_code >= 500:
                 raise UpstreamUnavailable(self.name, f"{path}: {message}", retryable=True)
-            raise UpstreamError(self.name, f"{path}: HTTP {response.status_code}: {message}")
+            field = body.get("field") if isinstance(body, dict) else None
+            raise UpstreamRejected(self.name, f"{path}: HTTP {response.status_code}: {message}",
+                                   upstream_status=response.status_code, field=field)
         if not isinstance(body, dict):
             self._failed(path, "malformed")
             raise UpstreamError(self.name, f"{path}: answer is not a JSON object")

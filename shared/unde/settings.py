@@ -112,6 +112,7 @@ class OrchestratorSettings(CommonSettings, DatabaseSettings):
     min_candidates: int = Field(3, ge=0, le=50)
     confidence_high: float = Field(0.85, ge=0, le=1)
     confidence_medium: float = Field(0.50, ge=0, le=1)
+    search_top_k: int = Field(50, ge=1, le=200)
     rerank_top_n: int = Field(20, ge=1, le=50)
     no_mall_top_n: int = Field(20, ge=1, le=50)
     fallback_limit: int = Field(10, ge=1, le=50)
@@ -119,6 +120,7 @@ class OrchestratorSettings(CommonSettings, DatabaseSettings):
     request_hard_deadline_s: float = Field(30.0, gt=0, le=120)
     max_items: int = Field(8, ge=1, le=20)
     item_concurrency: int = Field(4, ge=1, le=20)
+    log_spool_dir: Path | None = Field(None, description="default: DATA_DIR/spool")
 
     @field_validator("availability_window", mode="before")
     @classmethod
@@ -181,6 +183,14 @@ class LlmRerankerSettings(CommonSettings, DatabaseSettings):
     visual_weight: float = Field(0.7, ge=0, le=1)
     semantic_weight: float = Field(0.3, ge=0, le=1)
     max_candidates: int = Field(20, ge=1, le=100)
+    gemini_retry_delay_s: float = Field(0.5, ge=0, le=30, description="first SDK retry delay")
+    gemini_breaker_failures: int = Field(5, ge=1, description="consecutive failures that open it")
+    gemini_breaker_cooldown_s: float = Field(30.0, gt=0)
+    gemini_image_max_side: int = Field(768, ge=64, le=3072, description="images are downsized to this")
+    embedder_url: str = Field("http://127.0.0.1:8103",
+                              description="embeds the crop when /rerank gets no embedding")
+    gemini_thinking_budget: int = Field(
+        0, ge=-1, le=32768, description="Gemini thinking tokens; 0 off (fast), -1 model default")
 
     @model_validator(mode="after")
     def _weights(self) -> LlmRerankerSettings:

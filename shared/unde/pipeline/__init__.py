@@ -1,0 +1,1 @@
+"""The recognition pipeline the orchestrator runs: steps, concurrency, tiers, fallback, log."""

@@ -1,0 +1,175 @@
+"""orchestrator — the URL the mobile app calls: `POST /recognize`, `POST /feedback`.
+
+Chains the vision gateway, the LLM reranker and the staging DB (availability); writes one
+`recognition_requests` row per request to the production DB in the background.
+`Accept: text/event-stream` streams `detected`, `candidates`, `ranked` and `done` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import functions_framework.aio
+import httpx
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from unde import tracing
+from unde.db.embedded import resolve_urls
+from unde.db.pool import open_pool
+from unde.errors import UndeError
+from unde.http import read_model
+from unde.logs import configure_logging
+from unde.pipeline.feedback import store_feedback
+from unde.pipeline.inputs import FeedbackBody, read_photo
+from unde.pipeline.photo import PhotoInput, Recognizer
+from unde.pipeline.request_log import RequestLog
+from unde.runtime import Lazy, function_router
+from unde.service_client import ServiceClient
+from unde.settings import OrchestratorSettings, load_settings
+
+SERVICE = "orchestrator"
+SETTINGS = load_settings(OrchestratorSettings)
+configure_logging(SERVICE, SETTINGS.log_level)
+log = logging.getLogger(SERVICE)
+
+
+class Runtime:
+    """This process's clients, pools and request log, built on first use."""
+
+    def __init__(self, settings: OrchestratorSettings) -> None:
+        self.settings = settings
+        token = settings.internal_token.get_secret_value() if settings.internal_token else None
+        urls = resolve_urls(_secret(settings.production_db_url), _secret(settings.staging_db_url),
+                            settings.data_dir)
+        self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
+        self.gateway = ServiceClient("vision-gateway", settings.vision_gateway_url, self.http,
+                                     caller=SERVICE, token=token)
+        self.reranker = ServiceClient("llm-reranker", settings.llm_reranker_url, self.http,
+                                      caller=SERVICE, token=token)
+        self._urls = urls
+        self.production: AsyncConnectionPool | None = None
+        self.staging: AsyncConnectionPool | None = None
+        self.request_log: RequestLog | None = None
+
+    async def open(self) -> Runtime:
+        # min_size=0: the function starts and answers even while a database is down.
+        self.production = await open_pool(self._urls.production, name="production", min_size=0,
+                                          max_size=self.settings.db_pool_max,
+                                          statement_timeout_ms=self.settings.db_statement_timeout_ms)
+        self.staging = await open_pool(self._urls.staging, name="staging", min_size=0,
+                                       max_size=self.settings.db_pool_max,
+                                       statement_timeout_ms=self.settings.db_statement_timeout_ms)
+        spool = self.settings.log_spool_dir or self.settings.data_dir / "spool"
+        self.request_log = RequestLog(self.production, spool)
+        return self
+
+    @property
+    def recognizer(self) -> Recognizer:
+        return Recognizer(self.settings, self.gateway, self.reranker, self.staging)
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+async def _build() -> Runtime:
+    return await Runtime(SETTINGS).open()
+
+
+RUNTIME: Lazy[Runtime] = Lazy(_build)
+
+
+def failure_record(request_id: str, photo: PhotoInput, exc: UndeError) -> dict[str, Any]:
+    """The log row of a request that could not be answered (still exactly one row)."""
+    return {"id": request_id, "photo_url": photo.photo_url, "user_mall": photo.user_mall,
+            "items_detected": 0, "items_matched": 0, "degradations": [exc.code],
+            "final_matches": {"error": str(exc)}}
+
+
+async def recognize(request: Request) -> Response:
+    runtime = await RUNTIME.get()
+    photo = await read_photo(request, SETTINGS.image_max_bytes)
+    context = tracing.current()
+    request_id = context.request_id if context else None
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return StreamingResponse(_stream(runtime, photo, request_id), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+    return JSONResponse(await _recognize(runtime, photo, request_id))
+
+
+async def _recognize(runtime: Runtime, photo: PhotoInput, request_id: str | None,
+                     emit: Any = None) -> dict[str, Any]:
+    assert runtime.request_log is not None
+    recognizer = runtime.recognizer
+    request_id = request_id or tracing.new_context().request_id
+    try:
+        async with asyncio.timeout(SETTINGS.request_hard_deadline_s):
+            if emit is None:
+                result = await recognizer.recognize(photo, request_id)
+            else:
+                result = await recognizer.recognize(photo, request_id, emit)
+    except UndeError as exc:
+        runtime.request_log.submit(failure_record(request_id, photo, exc))
+        raise
+    runtime.request_log.submit(result.record)
+    return result.response
+
+
+def _sse(event: str, data: Mapping[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+async def _stream(runtime: Runtime, photo: PhotoInput, request_id: str | None) -> AsyncIterator[str]:
+    """Run the recognition in a task and relay its events as they happen."""
+    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+
+    async def emit(event: str, data: dict[str, Any]) -> None:
+        await queue.put((event, data))
+
+    async def run() -> None:
+        try:
+            response = await _recognize(runtime, photo, request_id, emit)
+            await queue.put(("result", response))
+        except UndeError as exc:
+            await queue.put(("error", {"status": exc.status_code, **exc.to_json()}))
+        except Exception:
+            log.exception("streamed recognition failed")
+            await queue.put(("error", {"status": 500, "error": "internal"}))
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(run())
+    try:
+        while (message := await queue.get()) is not None:
+            yield _sse(*message)
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+async def feedback(request: Request) -> Mapping[str, Any]:
+    body = await read_model(request, FeedbackBody)
+    runtime = await RUNTIME.get()
+    assert runtime.production is not None
+    async with runtime.production.connection(timeout=5.0) as conn:
+        return await store_feedback(conn, body)
+
+
+async def health() -> Mapping[str, Any]:
+    return {"vision_gateway": SETTINGS.vision_gateway_url, "llm_reranker": SETTINGS.llm_reranker_url,
+            "tagging_mode": SETTINGS.tagging_mode, "min_candidates": SETTINGS.min_candidates}
+
+
+ROUTER = function_router(SERVICE, {"POST /recognize": recognize, "POST /feedback": feedback}, health)
+
+
+@functions_framework.aio.http
+async def handle(request: Request) -> Response:
+    """functions-framework entry point: every path goes through the router."""
+    return await ROUTER(request)

@@ -1,0 +1,125 @@
+"""Fake vision gateway and LLM reranker speaking the contracts' JSON (functions/CONTRACTS.md).
+
+An `httpx.MockTransport` handler, scriptable per test: what detect finds, what search returns
+per garment, tag answers, rerank scores, failures and latencies. Shared by the pipeline tests
+and the orchestrator benchmark (which sets the spec's latencies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+GATEWAY = "http://gateway.test"
+RERANKER = "http://reranker.test"
+
+
+@dataclass
+class FakeItem:
+    """One garment the fake detector finds, and how search treats it."""
+
+    category: str
+    candidates: list[tuple[str, str, float]]  # (brand, external_id, score) in search order
+    confident: bool = False
+    type: str | None = None
+    requery: list[tuple[str, str, float]] = field(default_factory=list)  # force_ximilar answer
+    color: str | None = "khaki"
+
+
+@dataclass
+class Latencies:
+    detect: float = 0.0
+    search: float = 0.0
+    ximilar_search: float = 0.0
+    gemini_tag: float = 0.0
+    ximilar_tag: float = 0.0
+    rerank: float = 0.0
+
+
+@dataclass
+class FakeUpstreams:
+    items: list[FakeItem]
+    rerank_scores: dict[tuple[str, str], float] = field(default_factory=dict)
+    latencies: Latencies = field(default_factory=Latencies)
+    fail: set[str] = field(default_factory=set)  # e.g. {"gateway /search", "reranker /rerank"}
+    calls: Counter[str] = field(default_factory=Counter)
+    bodies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self.transport())
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        service = "gateway" if request.url.host == "gateway.test" else "reranker"
+        key = f"{service} {request.url.path}"
+        body = json.loads(request.content or b"{}")
+        self.calls[key] += 1
+        self.bodies.append((key, body))
+        if key in self.fail:
+            return httpx.Response(503, json={"error": "upstream_unavailable", "message": "down"})
+        answer = getattr(self, "_" + key.replace(" /", "_"))
+        return await answer(body)
+
+    def _item_of(self, body: dict[str, Any]) -> tuple[int, FakeItem]:
+        index = int(base64.b64decode(body["image"]["base64"]).decode().split(":")[1])
+        return index, self.items[index]
+
+    async def _gateway_detect(self, body: dict[str, Any]) -> httpx.Response:
+        await asyncio.sleep(self.latencies.detect)
+        return httpx.Response(200, json={"items": [
+            {"item_id": i, "bbox": [10, 10 + 100 * i, 200, 100 + 100 * i], "category": item.category,
+             "type": item.type, "confidence": 0.9 - 0.1 * i,
+             "crop": {"base64": base64.b64encode(f"crop:{i}".encode()).decode()}}
+            for i, item in enumerate(self.items)], "width": 800, "height": 1000, "provider": "fake",
+            "credits": 5})
+
+    async def _gateway_search(self, body: dict[str, Any]) -> httpx.Response:
+        _, item = self._item_of(body)
+        force = body.get("force_ximilar")
+        await asyncio.sleep(self.latencies.search + (self.latencies.ximilar_search if force or not item.confident else 0))
+        rows = item.requery if force else item.candidates
+        candidates = [{"brand": b, "external_id": e, "score": s, "source": "ximilar" if force else "pgvector",
+                       "image_urls": [f"http://img/{b}/{e}/0.jpg", f"http://img/{b}/{e}/1.jpg"],
+                       "metadata": {"name": f"{b} {e}", "price": 100.0, "currency": "AED",
+                                    "category": item.category, "colour": item.color,
+                                    "image_kinds": ["flat", "on_model"]}} for b, e, s in rows]
+        top = [s for _, _, s in item.candidates]
+        return httpx.Response(200, json={
+            "candidates": candidates, "pgvector_confident": item.confident,
+            "used_ximilar": bool(force) or not item.confident,
+            "pgvector_top1_score": top[0] if top else None,
+            "pgvector_margin": (top[0] - top[1]) if len(top) > 1 else None,
+            "ximilar_top1_score": rows[0][2] if force and rows else None,
+            "embedding": [0.0] * 4, "model_version": "fake-v1",
+            "credits": 10 if force or not item.confident else 0, "degraded": []})
+
+    async def _gateway_tag(self, body: dict[str, Any]) -> httpx.Response:
+        _, item = self._item_of(body)
+        await asyncio.sleep(self.latencies.ximilar_tag)
+        return httpx.Response(200, json={"type": item.type, "category": item.category, "color": item.color,
+                                         "color_hex": "#8F8A55", "pattern": "solid", "material": None,
+                                         "provider": "fake", "credits": 15})
+
+    async def _reranker_tag(self, body: dict[str, Any]) -> httpx.Response:
+        await asyncio.sleep(self.latencies.gemini_tag)
+        return httpx.Response(200, json={"style": "streetwear", "occasion": "casual", "brand_style": None,
+                                         "season": "autumn", "unknown": ["brand_style"], "provider": "fake"})
+
+    async def _reranker_rerank(self, body: dict[str, Any]) -> httpx.Response:
+        await asyncio.sleep(self.latencies.rerank)
+        ranked = []
+        for c in body["candidates"]:
+            key = (c["brand"], c["external_id"])
+            score = self.rerank_scores.get(key, c["score"])
+            ranked.append({"brand": key[0], "external_id": key[1], "sku_id": "/".join(key),
+                           "visual": score, "semantic": score, "score": score, "reason": "fake"})
+        ranked.sort(key=lambda r: -r["score"])
+        return httpx.Response(200, json={"ranked": ranked, "provider": "fake"})
