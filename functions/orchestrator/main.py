@@ -42,12 +42,12 @@ log = logging.getLogger(SERVICE)
 class Runtime:
     """This process's clients, pools and request log, built on first use."""
 
-    def __init__(self, settings: OrchestratorSettings) -> None:
+    def __init__(self, settings: OrchestratorSettings, http: httpx.AsyncClient | None = None) -> None:
         self.settings = settings
         token = settings.internal_token.get_secret_value() if settings.internal_token else None
         urls = resolve_urls(_secret(settings.production_db_url), _secret(settings.staging_db_url),
                             settings.data_dir)
-        self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
+        self.http = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
         self.gateway = ServiceClient("vision-gateway", settings.vision_gateway_url, self.http,
                                      caller=SERVICE, token=token)
         self.reranker = ServiceClient("llm-reranker", settings.llm_reranker_url, self.http,

@@ -41,13 +41,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is now (test runners swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Send every log line of this process to stderr as JSON (idempotent)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_unde", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter(service))
     handler._unde = True  # type: ignore[attr-defined]
     root.addHandler(handler)

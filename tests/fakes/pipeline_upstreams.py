@@ -84,7 +84,8 @@ class FakeUpstreams:
     async def _gateway_search(self, body: dict[str, Any]) -> httpx.Response:
         _, item = self._item_of(body)
         force = body.get("force_ximilar")
-        await asyncio.sleep(self.latencies.search + (self.latencies.ximilar_search if force or not item.confident else 0))
+        ximilar = self.latencies.ximilar_search if force or not item.confident else 0.0
+        await asyncio.sleep(self.latencies.search + ximilar)
         rows = item.requery if force else item.candidates
         candidates = [{"brand": b, "external_id": e, "score": s, "source": "ximilar" if force else "pgvector",
                        "image_urls": [f"http://img/{b}/{e}/0.jpg", f"http://img/{b}/{e}/1.jpg"],
