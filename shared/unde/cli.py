@@ -13,6 +13,7 @@ from unde.errors import ConfigError, UndeError
 COMMAND_MODULES = (
     "unde.commands.db",
     "unde.commands.seed",
+    "unde.commands.flags",
 )
 
 

@@ -116,7 +116,8 @@ async def test_bad_input_is_a_clear_4xx(orchestrator: Any, kwargs: dict[str, Any
 async def test_streamed_events_arrive_in_order(orchestrator: Any) -> None:
     client, _, _ = orchestrator
     events = []
-    async with client.stream("POST", "/recognize", json={"photo_url": "http://x/p.jpg", "user_mall": "Dubai Hills Mall"},
+    body = {"photo_url": "http://x/p.jpg", "user_mall": "Dubai Hills Mall"}
+    async with client.stream("POST", "/recognize", json=body,
                              headers={"accept": "text/event-stream"}) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         async for line in response.aiter_lines():
