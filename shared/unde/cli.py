@@ -13,6 +13,9 @@ from unde.errors import ConfigError, UndeError
 COMMAND_MODULES = (
     "unde.commands.db",
     "unde.commands.seed",
+    "unde.commands.dev",
+    "unde.commands.recognize",
+    "unde.commands.demo",
     "unde.commands.flags",
 )
 

@@ -1,0 +1,81 @@
+"""`unde demo` (= `make demo`): the main job end to end on the embedded defaults.
+
+Embedded PostgreSQL → seed the synthetic mall (small) → start every function as its own
+process → index the catalog → recognize street photos in two malls → print what was found
+per garment and a summary against the ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from unde import devstack
+from unde.commands.common import add_parser, database_urls, tool_settings
+from unde.commands.recognize import post_photo
+from unde.db.migrate import apply_migrations
+from unde.pipeline.present import describe_response
+from unde.pipeline.scorecard import Scorecard, format_summary
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = add_parser(subparsers, "demo", "seed, index and recognize sample street photos end to end")
+    parser.add_argument("--photos", type=int, default=8, help="street photos to recognize")
+    parser.add_argument("--keep-running", action="store_true", help="leave the functions running afterwards")
+    parser.set_defaults(func=run)
+
+
+def _pick_photos(data_dir: Path, count: int) -> list[dict[str, Any]]:
+    """Photos from at least two malls, alternating."""
+    photos = json.loads((data_dir / "street" / "ground_truth.json").read_text())["photos"]
+    by_mall: dict[str, list[dict[str, Any]]] = {}
+    for photo in photos:
+        by_mall.setdefault(photo["mall"], []).append(photo)
+    picked: list[dict[str, Any]] = []
+    while len(picked) < count and any(by_mall.values()):
+        for queue in by_mall.values():
+            if queue and len(picked) < count:
+                picked.append(queue.pop(0))
+    return picked
+
+
+def run(args: argparse.Namespace) -> int:
+    from unde.commands.index import index_catalog
+    from unde.synthetic.seed import seed_dataset
+
+    settings = tool_settings()
+    print("1/5 databases: embedded PostgreSQL 16 + pgvector (production and staging)")
+    urls = database_urls(settings)
+    for target, url in (("production", urls.production), ("staging", urls.staging)):
+        print("    " + apply_migrations(url, target, settings.sql_dir).summary())  # type: ignore[arg-type]
+    print("2/5 seeding the synthetic mall (scale small)")
+    print("    " + seed_dataset(urls.staging, settings.data_dir, scale="small",
+                                image_base_url=devstack.IMAGE_BASE_URL).summary().replace("\n", "\n    "))
+    print("3/5 starting every function as its own process")
+    for state in devstack.up(urls, settings.data_dir):
+        print(f"    {state.name:15} {state.url}")
+    try:
+        print("4/5 indexing the catalog into pgvector")
+        print("    " + index_catalog(urls, settings.data_dir))
+        print(f"5/5 recognizing {args.photos} street photos")
+        card = Scorecard()
+        orchestrator = devstack.BY_NAME["orchestrator"].url
+        with httpx.Client(timeout=60.0) as client:
+            for photo in _pick_photos(settings.data_dir, args.photos):
+                path = settings.data_dir / "street" / photo["file"]
+                response = post_photo(client, orchestrator, str(path), photo["mall"])
+                response.raise_for_status()
+                body = response.json()
+                print(f"\n{photo['file']} in {photo['mall']}:\n" + describe_response(body))
+                card.add(photo, body)
+        print("\nSummary against ground truth (offline providers: classical CV baseline, not FashionCLIP/"
+              "Ximilar/Gemini):")
+        print(format_summary(card.summary()))
+    finally:
+        if not args.keep_running:
+            devstack.down(settings.data_dir)
+    return 0
