@@ -1,0 +1,205 @@
+"""`unde flags`: validation before any request, ConfigMap patch, new revisions of the readers only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.chart import find, render_profile
+from tests.deploy.fake_kube import FakeKubeApi, fake_kube_api
+from unde.cli import main
+from unde.errors import ConfigError
+from unde.flags import (
+    FLAGS_HASH_ANNOTATION,
+    flags_hash,
+    parse_assignments,
+    readers_of,
+    settable_flags,
+    validate_changes,
+)
+
+NS = "unde"
+
+
+def cluster_objects() -> list[dict[str, Any]]:
+    """What `helm install` of the default values creates, plus the status Knative would add."""
+    docs = render_profile("default")
+    objects = [*find(docs, "ConfigMap"), *find(docs, "Deployment")]
+    for service in find(docs, "Service"):
+        service = {**service, "status": {"latestReadyRevisionName": f"{service['metadata']['name']}-00001",
+                                         "latestCreatedRevisionName": f"{service['metadata']['name']}-00001"}}
+        objects.append(service)
+    return objects
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[tuple[FakeKubeApi, Path]]:
+    with fake_kube_api(cluster_objects()) as api:
+        config = {"apiVersion": "v1", "kind": "Config", "current-context": "fake",
+                  "clusters": [{"name": "fake", "cluster": {"server": api.url}}],
+                  "users": [{"name": "ops", "user": {"token": "test-token"}}],
+                  "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "ops"}}]}
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        yield api, path
+
+
+def revision_hash(api: FakeKubeApi, service: str) -> str:
+    annotations = api.get("services", NS, service)["spec"]["template"]["metadata"]["annotations"]
+    return str(annotations[FLAGS_HASH_ANNOTATION])
+
+
+def all_hashes(api: FakeKubeApi) -> dict[str, str]:
+    names = ["unde-orchestrator", "unde-vision-gateway", "unde-llm-reranker", "unde-embedder", "unde-indexer"]
+    hashes = {name: revision_hash(api, name) for name in names}
+    worker = api.get("deployments", NS, "unde-indexer-worker")
+    hashes["worker"] = worker["spec"]["template"]["metadata"]["annotations"][FLAGS_HASH_ANNOTATION]
+    return hashes
+
+
+def run(kubeconfig: Path, *args: str) -> int:
+    return main(["flags", *args, "--kubeconfig", str(kubeconfig), "-n", NS])
+
+
+# --- validation, no cluster -------------------------------------------------------------------
+
+def test_parse_assignments() -> None:
+    assert parse_assignments(["search_backend=ximilar", "MIN_CANDIDATES = 5"]) == {
+        "SEARCH_BACKEND": "ximilar", "MIN_CANDIDATES": "5"}
+    for bad in (["SEARCH_BACKEND"], ["=x"], []):
+        with pytest.raises(ConfigError):
+            parse_assignments(bad)
+    with pytest.raises(ConfigError, match="twice"):
+        parse_assignments(["MARGIN=0.1", "MARGIN=0.2"])
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"SEARCH_BACKEND": "milvus"}, "SEARCH_BACKEND"),
+    ({"TAGGING_MODE": "sometimes"}, "TAGGING_MODE"),
+    ({"AVAILABILITY_WINDOW": "2d"}, "AVAILABILITY_WINDOW"),
+    ({"MIN_CANDIDATES": "many"}, "MIN_CANDIDATES"),
+    ({"CONFIDENCE_HIGH": "1.5"}, "CONFIDENCE_HIGH"),
+    ({"SEARCH_BACKND": "ximilar"}, "did you mean SEARCH_BACKEND"),
+    ({"GEMINI_API_KEY": "x"}, "secret"),
+    ({"EMBEDDER_URL": "http://x"}, "per function"),
+])
+def test_bad_names_and_values_are_refused(changes: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_changes(changes)
+
+
+def test_readers_follow_the_settings_models() -> None:
+    flags = settable_flags()
+    assert flags["SEARCH_BACKEND"] == ("vision_gateway",)
+    assert flags["TAGGING_MODE"] == ("orchestrator",)
+    assert set(flags["LOG_LEVEL"]) == {"orchestrator", "vision_gateway", "llm_reranker", "embedder", "indexer"}
+    assert "PRODUCTION_DB_URL" not in flags and "INTERNAL_TOKEN" not in flags
+    assert readers_of(["AVAILABILITY_WINDOW", "SEARCH_BACKEND"]) == ["orchestrator", "vision_gateway"]
+
+
+def test_flags_hash_changes_only_with_the_flags_a_function_reads() -> None:
+    base = {"SEARCH_BACKEND": "conditional", "TAGGING_MODE": "on_demand"}
+    changed = {**base, "SEARCH_BACKEND": "ximilar"}
+    assert flags_hash(base, "vision_gateway") != flags_hash(changed, "vision_gateway")
+    assert flags_hash(base, "orchestrator") == flags_hash(changed, "orchestrator")
+
+
+# --- against the fake API server ------------------------------------------------------------
+
+def test_bad_value_makes_no_request(kube: tuple[FakeKubeApi, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    api, kubeconfig = kube
+    assert run(kubeconfig, "set", "SEARCH_BACKEND=milvus", "TAGGING_MODE=always") == 2
+    assert "SEARCH_BACKEND" in capsys.readouterr().err
+    assert api.requests == []
+    assert run(kubeconfig, "set", "NO_SUCH_FLAG=1") == 2
+    assert api.requests == []
+
+
+def test_search_backend_rollback_rolls_only_the_gateway(kube: tuple[FakeKubeApi, Path],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    api, kubeconfig = kube
+    before = all_hashes(api)
+    assert run(kubeconfig, "set", "SEARCH_BACKEND=ximilar") == 0
+    assert api.get("configmaps", NS, "unde-flags")["data"]["SEARCH_BACKEND"] == "ximilar"
+    after = all_hashes(api)
+    assert {name for name in after if after[name] != before[name]} == {"unde-vision-gateway"}
+    assert {w.content_type for w in api.writes()} == {"application/merge-patch+json"}
+    assert [w.path for w in api.writes()] == [
+        "/api/v1/namespaces/unde/configmaps/unde-flags",
+        "/apis/serving.knative.dev/v1/namespaces/unde/services/unde-vision-gateway"]
+    out = capsys.readouterr().out
+    assert "SEARCH_BACKEND: conditional -> ximilar" in out and "unde-vision-gateway" in out
+    # The same value again: nothing to do, nothing written.
+    writes = len(api.writes())
+    assert run(kubeconfig, "set", "SEARCH_BACKEND=ximilar") == 0
+    assert len(api.writes()) == writes
+    # Other ConfigMap keys are untouched.
+    assert api.get("configmaps", NS, "unde-flags")["data"]["TAGGING_MODE"] == "on_demand"
+
+
+def test_availability_rollback_rolls_only_the_orchestrator(kube: tuple[FakeKubeApi, Path]) -> None:
+    api, kubeconfig = kube
+    before = all_hashes(api)
+    assert run(kubeconfig, "set", "AVAILABILITY_WINDOW=48h", "MIN_CANDIDATES=5") == 0
+    data = api.get("configmaps", NS, "unde-flags")["data"]
+    assert (data["AVAILABILITY_WINDOW"], data["MIN_CANDIDATES"]) == ("48h", "5")
+    after = all_hashes(api)
+    assert {name for name in after if after[name] != before[name]} == {"unde-orchestrator"}
+
+
+def test_cross_field_rule_uses_the_current_configmap(kube: tuple[FakeKubeApi, Path],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    api, kubeconfig = kube
+    assert run(kubeconfig, "set", "VISUAL_WEIGHT=0.6") == 2  # SEMANTIC_WEIGHT stays 0.3
+    assert "VISUAL_WEIGHT + SEMANTIC_WEIGHT" in capsys.readouterr().err
+    assert api.writes() == [] and api.requests  # read, never written
+    assert run(kubeconfig, "set", "VISUAL_WEIGHT=0.6", "SEMANTIC_WEIGHT=0.4") == 0
+    assert [w.path.rsplit("/", 1)[1] for w in api.writes()] == ["unde-flags", "unde-llm-reranker"]
+
+
+def test_indexer_flag_restarts_the_queue_consumer_too(kube: tuple[FakeKubeApi, Path]) -> None:
+    api, kubeconfig = kube
+    before = all_hashes(api)
+    assert run(kubeconfig, "set", "INDEX_BATCH_SIZE=64") == 0
+    after = all_hashes(api)
+    assert {name for name in after if after[name] != before[name]} == {"unde-indexer", "worker"}
+    assert after["unde-indexer"] == after["worker"]
+
+
+def test_log_level_rolls_every_function(kube: tuple[FakeKubeApi, Path]) -> None:
+    api, kubeconfig = kube
+    before = all_hashes(api)
+    assert run(kubeconfig, "set", "LOG_LEVEL=DEBUG") == 0
+    after = all_hashes(api)
+    assert all(after[name] != before[name] for name in after)
+
+
+def test_flag_shadowed_by_a_function_env_is_refused(kube: tuple[FakeKubeApi, Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    api, kubeconfig = kube
+    assert run(kubeconfig, "set", "INTRA_OP_THREADS=8") == 2
+    assert "wins over the ConfigMap" in capsys.readouterr().err
+    assert api.writes() == []
+
+
+def test_show_prints_flags_and_revisions(kube: tuple[FakeKubeApi, Path],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    api, kubeconfig = kube
+    assert run(kubeconfig, "show") == 0
+    out = capsys.readouterr().out
+    assert "SEARCH_BACKEND=conditional    # read by vision_gateway" in out
+    assert "unde-embedder-00001" in out and "ready" in out
+    assert api.writes() == []
+
+
+def test_missing_release_is_a_clear_error(kube: tuple[FakeKubeApi, Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    api, kubeconfig = kube
+    assert main(["flags", "set", "SEARCH_BACKEND=ximilar", "--kubeconfig", str(kubeconfig),
+                 "--release", "shop"]) == 1
+    assert "ConfigMap unde/shop-flags: HTTP 404" in capsys.readouterr().err
+    assert api.writes() == []
