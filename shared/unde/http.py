@@ -8,6 +8,7 @@ traceback goes to the log, never to the caller).
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -19,7 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from unde import tracing
-from unde.errors import BadInput, MethodNotAllowed, NotFound, UndeError
+from unde.errors import BadInput, MethodNotAllowed, NotFound, UndeError, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,17 @@ Observer = Callable[[str, str, int, float], None]
 M = TypeVar("M", bound=BaseModel)
 
 JSON_LIMIT_BYTES = 1024 * 1024
+INTERNAL_TOKEN_HEADER = "x-unde-internal-token"  # noqa: S105 (a header name)
 
 
 class Router:
     """Dispatch `METHOD /path` to endpoints inside one error boundary."""
 
-    def __init__(self, service: str, routes: Mapping[str, Endpoint]) -> None:
+    def __init__(self, service: str, routes: Mapping[str, Endpoint], *, internal_token: str | None = None,
+                 open_paths: frozenset[str] = frozenset({"/healthz", "/metrics"})) -> None:
         self.service = service
+        self._token = internal_token.encode() if internal_token else None
+        self._open_paths = open_paths
         self._routes: dict[tuple[str, str], Endpoint] = {}
         for key, endpoint in routes.items():
             method, path = key.split(" ", 1)
@@ -60,6 +65,14 @@ class Router:
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
         raise NotFound(f"no such endpoint: {path}")
 
+    def _authorize(self, route: str, request: Request) -> None:
+        """Function-to-function calls carry the shared internal token (from a Secret)."""
+        if self._token is None or route in self._open_paths:
+            return
+        offered = request.headers.get(INTERNAL_TOKEN_HEADER, "").encode()
+        if not hmac.compare_digest(offered, self._token):
+            raise Unauthorized("missing or wrong internal token")
+
     async def __call__(self, request: Request) -> Response:
         context = tracing.context_from_headers(request.headers)
         tracing.set_current(context)
@@ -67,6 +80,7 @@ class Router:
         route = "unmatched"
         try:
             route, endpoint = self._match(request.method, request.url.path)
+            self._authorize(route, request)
             response = to_response(await endpoint(request))
         except UndeError as exc:
             response = error_response(exc)

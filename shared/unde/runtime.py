@@ -48,12 +48,17 @@ class Lazy(Generic[T]):
 
 
 def function_router(service: str, routes: Mapping[str, Endpoint],
-                    health: Callable[[], Awaitable[Mapping[str, Any]]]) -> Router:
-    """A Router with the function's routes plus `GET /healthz` and `GET /metrics`."""
+                    health: Callable[[], Awaitable[Mapping[str, Any]]], *,
+                    internal_token: str | None = None) -> Router:
+    """A Router with the function's routes plus `GET /healthz` and `GET /metrics`.
+
+    With `internal_token` (INTERNAL_TOKEN), every route but health and metrics requires it.
+    """
 
     async def healthz(request: Request) -> Mapping[str, Any]:
         return {"service": service, "status": "ok", **(await health())}
 
-    router = Router(service, {**routes, "GET /healthz": healthz, "GET /metrics": metrics_endpoint})
+    router = Router(service, {**routes, "GET /healthz": healthz, "GET /metrics": metrics_endpoint},
+                    internal_token=internal_token)
     router.observe(http_observer(service))
     return router

@@ -16,9 +16,8 @@ import httpx
 
 from unde import tracing
 from unde.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from unde.http import INTERNAL_TOKEN_HEADER
 from unde.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
-
-INTERNAL_TOKEN_HEADER = "x-unde-internal-token"  # noqa: S105 (a header name)
 
 
 class Deadline:

@@ -104,3 +104,19 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
     await client.post("/echo", json={"name": "a"})
     metrics = (await client.get("/metrics")).text
     assert 'unde_http_requests_total{method="POST",route="/echo",service="test",status="200"}' in metrics
+
+
+async def test_internal_token_is_required_when_configured() -> None:
+    router = function_router("test", {"POST /echo": echo}, health, internal_token="s3cret")
+
+    async def guarded(request: Request):  # type: ignore[no-untyped-def]
+        return await router(request)
+
+    app = Starlette(routes=[Route("/{path:path}", guarded, methods=["GET", "POST"])])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fn") as c:
+        missing = await c.post("/echo", json={"name": "a"})
+        wrong = await c.post("/echo", json={"name": "a"}, headers={"x-unde-internal-token": "nope"})
+        right = await c.post("/echo", json={"name": "a"}, headers={"x-unde-internal-token": "s3cret"})
+        health_open = await c.get("/healthz")
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert health_open.status_code == 200
