@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from unde import tracing
-from unde.errors import BadInput, MethodNotAllowed, NotFound, UndeError, Unauthorized
+from unde.errors import BadInput, MethodNotAllowed, NotFound, Unauthorized, UndeError
 
 log = logging.getLogger(__name__)
 
