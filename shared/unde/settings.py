@@ -140,6 +140,7 @@ class VisionGatewaySettings(CommonSettings, DatabaseSettings):
     """`vision_gateway` (ximilar-gw): POST /detect, /tag, /search."""
 
     embedder_url: str = "http://127.0.0.1:8103"
+    embedder_timeout_s: float = Field(5.0, gt=0, le=60)
     search_backend: SearchBackend = "conditional"
     confidence_threshold: float = Field(0.80, ge=0, le=1)
     margin: float = Field(0.10, ge=0, le=1)
