@@ -73,6 +73,7 @@ def shared_env(urls: DatabaseUrls, data_dir: Path, extra: Mapping[str, str] | No
         "LLM_RERANKER_URL": BY_NAME["llm_reranker"].url,
         "ALLOWED_IMAGE_HOSTS": f"{HOST}:{IMAGE_PORT}",
         "WORKERS": "1",
+        "PYTHONPATH": str(REPO_ROOT),  # functions import their siblings as `functions.<name>.*`
     }
     env.update(extra or {})
     return env
