@@ -34,6 +34,7 @@ demo: venv
 	$(BIN)/unde demo
 
 bench: venv
+	$(BIN)/python -m pip install -q -e '.[all,dev,bench]'
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
 
 reliability: venv
