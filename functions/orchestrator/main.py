@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from unde import tracing
+from unde.app_auth import AppKeys, PerUserLimiter
 from unde.db.embedded import resolve_urls
 from unde.db.pool import open_pool
 from unde.errors import UndeError
@@ -92,9 +93,24 @@ def failure_record(request_id: str, photo: PhotoInput, exc: UndeError) -> dict[s
             "final_matches": {"error": str(exc)}}
 
 
+APP_KEYS = AppKeys.parse(_secret(SETTINGS.app_api_keys))
+LIMITER = PerUserLimiter(SETTINGS.rate_limit_per_minute, SETTINGS.rate_limit_burst)
+if not APP_KEYS.enabled:
+    log.warning("APP_API_KEYS is not set: /recognize and /feedback accept unauthenticated calls")
+
+
+def _admit(request: Request, user_id: str | None) -> None:
+    """Authenticate the app, then rate-limit the shopper (user id, else key, else address)."""
+    key = APP_KEYS.check(request)
+    client = request.client.host if request.client else "unknown"
+    LIMITER.check(user_id or (f"key:{key[-6:]}" if key else f"ip:{client}"))
+
+
 async def recognize(request: Request) -> Response:
+    APP_KEYS.check(request)  # before reading a large body
     runtime = await RUNTIME.get()
     photo = await read_photo(request, SETTINGS.image_max_bytes)
+    _admit(request, photo.user_id)
     context = tracing.current()
     request_id = context.request_id if context else None
     if "text/event-stream" in request.headers.get("accept", ""):
@@ -154,6 +170,7 @@ async def _stream(runtime: Runtime, photo: PhotoInput, request_id: str | None) -
 
 
 async def feedback(request: Request) -> Mapping[str, Any]:
+    APP_KEYS.check(request)
     body = await read_model(request, FeedbackBody)
     runtime = await RUNTIME.get()
     assert runtime.production is not None

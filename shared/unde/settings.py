@@ -121,6 +121,9 @@ class OrchestratorSettings(CommonSettings, DatabaseSettings):
     max_items: int = Field(8, ge=1, le=20)
     item_concurrency: int = Field(4, ge=1, le=20)
     log_spool_dir: Path | None = Field(None, description="default: DATA_DIR/spool")
+    app_api_keys: SecretStr | None = Field(None, description="comma-separated API keys of the app")
+    rate_limit_per_minute: float = Field(60.0, gt=0, description="per user, per process")
+    rate_limit_burst: int = Field(20, ge=1)
 
     @field_validator("availability_window", mode="before")
     @classmethod

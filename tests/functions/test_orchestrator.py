@@ -172,3 +172,36 @@ async def test_failed_detection_still_logs_exactly_one_row(orchestrator: Any, pr
     await _drain(module)
     assert response.status_code == 503 and response.json()["service"] == "vision-gateway"
     assert len(_rows(production_url)) == 1
+
+
+async def test_app_key_and_rate_limit_guard_the_public_endpoint(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, production_url: str, staging_url: str) -> None:
+    monkeypatch.setenv("PRODUCTION_DB_URL", production_url)
+    monkeypatch.setenv("STAGING_DB_URL", staging_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VISION_GATEWAY_URL", GATEWAY)
+    monkeypatch.setenv("LLM_RERANKER_URL", RERANKER)
+    monkeypatch.setenv("APP_API_KEYS", "app-key-1")
+    monkeypatch.setenv("RATE_LIMIT_BURST", "2")
+    app, module = load_function("orchestrator")
+    fake = FakeUpstreams(list(ITEMS))
+
+    async def build() -> Any:
+        return await module.Runtime(module.SETTINGS, http=fake.client()).open()
+
+    module.RUNTIME = Lazy(build)
+    body = {"photo_url": "http://x/p.jpg", "user_id": "shopper-1"}
+    async with client_for(app) as client:
+        anonymous = await client.post("/recognize", json=body)
+        statuses = [(await client.post("/recognize", json=body, headers={"x-api-key": "app-key-1"})).status_code
+                    for _ in range(3)]
+        other_user = await client.post("/recognize", json={**body, "user_id": "shopper-2"},
+                                       headers={"authorization": "Bearer app-key-1"})
+        health = await client.get("/healthz")
+    assert anonymous.status_code == 401
+    assert statuses == [200, 200, 429]
+    assert other_user.status_code == 200 and health.status_code == 200
+    runtime = await module.RUNTIME.get()
+    await runtime.request_log.drain()
+    await runtime.production.close()
+    await runtime.staging.close()

@@ -43,8 +43,21 @@ def _pick_photos(data_dir: Path, count: int) -> list[dict[str, Any]]:
     return picked
 
 
+def index_via_function(client: httpx.Client, indexer_url: str, batch: int = 128) -> str:
+    """Plan, then drain the queue through the indexer function (as KEDA-scaled pods would)."""
+    plan = client.post(f"{indexer_url}/plan", json={}).raise_for_status().json()
+    written = inferred = reused = dead = 0
+    depth = plan["queue_depth"]
+    while depth > 0:
+        counts = client.post(f"{indexer_url}/embed_batch", json={"max_jobs": batch}).raise_for_status().json()
+        written, inferred = written + counts["written"], inferred + counts["inferred"]
+        reused, dead = reused + counts["reused"], dead + counts["dead"]
+        depth = counts["queue_depth"] if counts["claimed"] else 0
+    return (f"{plan['images']} catalog images ({plan['model_version']}): {plan['already_embedded']} already "
+            f"embedded, {written} written now ({inferred} embedded, {reused} reused by hash, {dead} dead)")
+
+
 def run(args: argparse.Namespace) -> int:
-    from unde.commands.index import index_catalog
     from unde.synthetic.seed import seed_dataset
 
     settings = tool_settings()
@@ -59,12 +72,12 @@ def run(args: argparse.Namespace) -> int:
     for state in devstack.up(urls, settings.data_dir):
         print(f"    {state.name:15} {state.url}")
     try:
-        print("4/5 indexing the catalog into pgvector")
-        print("    " + index_catalog(urls, settings.data_dir))
-        print(f"5/5 recognizing {args.photos} street photos")
-        card = Scorecard()
         orchestrator = devstack.BY_NAME["orchestrator"].url
-        with httpx.Client(timeout=60.0) as client:
+        with httpx.Client(timeout=300.0) as client:
+            print("4/5 indexing the catalog into pgvector (indexer function)")
+            print("    " + index_via_function(client, devstack.BY_NAME["indexer"].url))
+            print(f"5/5 recognizing {args.photos} street photos")
+            card = Scorecard()
             for photo in _pick_photos(settings.data_dir, args.photos):
                 path = settings.data_dir / "street" / photo["file"]
                 response = post_photo(client, orchestrator, str(path), photo["mall"])

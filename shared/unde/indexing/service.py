@@ -1,0 +1,111 @@
+"""The indexer's resources, built once per process: pools, HTTP client, model, consumer.
+
+Shared by the `indexer` function (`POST /embed_batch`, `POST /plan`), the queue worker
+(`python -m unde.indexing.worker`) and `unde index`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
+
+from unde.db.embedded import DatabaseUrls, resolve_urls
+from unde.db.pool import open_pool
+from unde.fetch import FetchPolicy
+from unde.indexing import queue
+from unde.indexing.consumer import ConsumerConfig, IndexConsumer, IndexCounts
+from unde.indexing.planner import PlanReport, plan_missing
+from unde.models.base import ImageEmbedder
+from unde.settings import IndexerSettings
+
+
+def consumer_config(settings: IndexerSettings) -> ConsumerConfig:
+    """The consumer's knobs from INDEX_* settings."""
+    return ConsumerConfig(batch_size=settings.index_batch_size,
+                          fetch_concurrency=settings.index_fetch_concurrency,
+                          lease_s=settings.index_lease_s, max_attempts=settings.index_max_attempts,
+                          backoff_base_s=settings.index_backoff_base_s,
+                          max_pixels=settings.image_max_pixels)
+
+
+def fetch_policy(settings: IndexerSettings) -> FetchPolicy:
+    """Catalog images may only come from ALLOWED_IMAGE_HOSTS or public addresses."""
+    return FetchPolicy.of(settings.allowed_image_hosts, settings.image_max_bytes,
+                          settings.fetch_timeout_s)
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def database_urls(settings: IndexerSettings) -> DatabaseUrls:
+    """Configured URLs, or the embedded server's (blocking: starts it if needed)."""
+    return resolve_urls(_secret(settings.production_db_url), _secret(settings.staging_db_url),
+                        settings.data_dir)
+
+
+@dataclass(slots=True)
+class IndexingService:
+    """Everything one indexer process needs; `close()` releases it."""
+
+    settings: IndexerSettings
+    production: AsyncConnectionPool
+    staging: AsyncConnectionPool
+    client: httpx.AsyncClient
+    embedder: ImageEmbedder
+
+    @property
+    def model_version(self) -> str:
+        return self.embedder.model_version
+
+    def consumer(self) -> IndexConsumer:
+        return IndexConsumer(self.production, self.embedder, self.client,
+                             fetch_policy(self.settings), consumer_config(self.settings))
+
+    async def plan(self) -> PlanReport:
+        """Enqueue every catalog image missing for the loaded model version."""
+        async with self.staging.connection() as staging, self.production.connection() as production:
+            return await plan_missing(staging, production, self.model_version)
+
+    async def consume(self, max_jobs: int | None = None, *, stop: asyncio.Event | None = None,
+                      on_batch: Callable[[IndexCounts], None] | None = None) -> IndexCounts:
+        return await self.consumer().run(max_jobs, stop=stop, on_batch=on_batch)
+
+    async def depth(self) -> int:
+        async with self.production.connection() as conn:
+            return await queue.queue_depth(conn)
+
+    async def status_counts(self) -> dict[str, int]:
+        async with self.production.connection() as conn:
+            return await queue.status_counts(conn, self.model_version)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.production.close()
+        await self.staging.close()
+
+
+async def open_service(settings: IndexerSettings, embedder: ImageEmbedder | None = None,
+                       urls: DatabaseUrls | None = None) -> IndexingService:
+    """Open pools and the HTTP client, and load the throughput-tuned model (unless given)."""
+    if embedder is None:
+        from unde.models.registry import load_embedder
+
+        embedder = await asyncio.to_thread(load_embedder, settings, "throughput")
+    if urls is None:
+        urls = await asyncio.to_thread(database_urls, settings)
+    size = max(2, settings.db_pool_max)
+    production = await open_pool(urls.production, name="production", min_size=settings.db_pool_min,
+                                 max_size=size, vector=True,
+                                 statement_timeout_ms=settings.db_statement_timeout_ms)
+    staging = await open_pool(urls.staging, name="staging", min_size=0, max_size=2,
+                              statement_timeout_ms=settings.db_statement_timeout_ms)
+    limits = httpx.Limits(max_connections=settings.index_fetch_concurrency * 2,
+                          max_keepalive_connections=settings.index_fetch_concurrency * 2)
+    client = httpx.AsyncClient(timeout=settings.fetch_timeout_s, limits=limits)
+    return IndexingService(settings, production, staging, client, embedder)
