@@ -1,0 +1,151 @@
+"""Detection and tagging providers of the vision gateway: Ximilar or the offline baseline.
+
+`DETECT_PROVIDER` / `TAG_PROVIDER`: `ximilar`, `local`, or `auto` (Ximilar when
+XIMILAR_API_TOKEN is set, else local). Both providers answer in our vocabulary, so swapping
+them changes a setting, not the pipeline. The local ones are the classical-vision baseline in
+`unde.vision.detector` / `unde.vision.tagger` (no weights), never presented as Ximilar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from PIL import Image
+
+from unde.providers.ximilar import XimilarClient
+from unde.providers.ximilar import mapping as xmap
+from unde.providers.ximilar.wire import DetectedImage, Tag
+from unde.settings import ProviderChoice
+from unde.vision.detector import detect_garments
+from unde.vision.images import encode_jpeg
+from unde.vision.tagger import tag_garment
+
+Provider = Literal["ximilar", "local"]
+
+
+def resolve_provider(choice: ProviderChoice, ximilar_configured: bool) -> Provider:
+    """`auto` → ximilar when a token is configured, else local."""
+    if choice == "auto":
+        return "ximilar" if ximilar_configured else "local"
+    return choice
+
+
+@dataclass(frozen=True, slots=True)
+class Garment:
+    """One detected garment in our vocabulary; `bbox` in pixels of the input image."""
+
+    bbox: tuple[int, int, int, int]
+    category: str
+    type: str | None
+    confidence: float
+
+
+@dataclass(slots=True)
+class Tags:
+    """What `/tag` answers about a crop."""
+
+    type: str | None = None
+    category: str | None = None
+    color: str | None = None
+    color_hex: str | None = None
+    material: str | None = None
+    pattern: str | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        values = {"type": self.type, "category": self.category, "color": self.color,
+                  "color_hex": self.color_hex, "material": self.material, "pattern": self.pattern}
+        return {**values, "probabilities": self.probabilities,
+                "unknown": [name for name, value in values.items() if value is None]}
+
+
+def _clamp(box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    width, height = size
+    x0, y0, x1, y1 = (round(v) for v in box)
+    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+
+
+def _top(tags: dict[str, list[Tag]], *features: str) -> Tag | None:
+    for feature in features:
+        values = tags.get(feature)
+        if values:
+            return values[0]
+    return None
+
+
+def garments_from_ximilar(image: DetectedImage, size: tuple[int, int]) -> list[Garment]:
+    """Ximilar objects mapped to our categories; objects outside them (jewellery...) dropped."""
+    garments = []
+    for obj in image.objects:
+        sub = _top(obj.tags, "Subcategory")
+        cat = _top(obj.tags, "Category")
+        labels = (sub.name if sub else None, cat.name if cat else None, obj.name, obj.top_category)
+        category = xmap.garment_category(*labels)
+        box = _clamp(obj.bbox, size)
+        if category is None or box[2] - box[0] < 8 or box[3] - box[1] < 8:
+            continue
+        garments.append(Garment(box, category, xmap.garment_type(*labels[:2]), round(obj.prob, 4)))
+    return garments
+
+
+def tags_from_ximilar(tags: dict[str, list[Tag]], category_hint: str | None) -> Tags:
+    """Ximilar's tag features mapped to our vocabulary, with the probability of each."""
+    out = Tags()
+    sub, cat = _top(tags, "Subcategory"), _top(tags, "Category")
+    out.type = xmap.garment_type(sub.name if sub else None, cat.name if cat else None)
+    out.category = (xmap.garment_category(sub.name if sub else None, cat.name if cat else None)
+                    or xmap.garment_category(category_hint))
+    if out.type and sub:
+        out.probabilities["type"] = sub.prob
+    if out.category and cat:
+        out.probabilities["category"] = cat.prob
+    colour = _top(tags, "Color", "Colour")
+    out.color = xmap.colour_name(colour.name if colour else None)
+    out.color_hex = xmap.colour_hex(out.color)
+    if out.color and colour:
+        out.probabilities["color"] = colour.prob
+    material = _top(tags, "Material")
+    out.material = xmap.material_name(material.name if material else None)
+    if out.material and material:
+        out.probabilities["material"] = material.prob
+    pattern = _top(tags, "Design", "Pattern", "Design/Pattern")
+    out.pattern = xmap.pattern_name(pattern.name if pattern else None)
+    if out.pattern and pattern:
+        out.probabilities["pattern"] = pattern.prob
+    return out
+
+
+async def detect_local(image: Image.Image) -> list[Garment]:
+    """The offline baseline detector (classical vision), run in a worker thread."""
+    found = await asyncio.to_thread(detect_garments, image)
+    return [Garment(_clamp(tuple(float(v) for v in d.bbox), image.size),  # type: ignore[arg-type]
+                    d.category, None, float(d.confidence)) for d in found]
+
+
+async def tag_local(image: Image.Image, category_hint: str | None) -> Tags:
+    """The offline baseline tagger, run in a worker thread."""
+    found = await asyncio.to_thread(tag_garment, image, category_hint)
+    return Tags(type=found.type, category=found.category, color=found.color,
+                color_hex=found.color_hex, material=found.material, pattern=found.pattern,
+                probabilities=dict(found.probabilities))
+
+
+async def detect_ximilar(client: XimilarClient, data: bytes,
+                         size: tuple[int, int]) -> tuple[list[Garment], int]:
+    """Ximilar fashion detection on the photo's bytes; returns garments and credits."""
+    answer = await client.detect_tags([data])
+    return garments_from_ximilar(answer.value[0], size), answer.credits
+
+
+async def tag_ximilar(client: XimilarClient, data: bytes,
+                      category_hint: str | None) -> tuple[Tags, int]:
+    """Ximilar fashion tags of a crop; returns tags and credits."""
+    answer = await client.tags([data])
+    return tags_from_ximilar(answer.value[0], category_hint), answer.credits
+
+
+def crop_jpeg(image: Image.Image, bbox: tuple[int, int, int, int]) -> bytes:
+    """The crop that travels between functions (CONTRACTS.md: inline JPEG)."""
+    return encode_jpeg(image.crop(bbox))

@@ -1,0 +1,85 @@
+"""The I/O legs of dual retrieval: the embedder call, pgvector kNN, Ximilar collection search.
+
+Each turns its source's answer into `Candidate`s on the common score scale (cosine
+similarity); `DualRetrieval` only sees these callables.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from psycopg_pool import AsyncConnectionPool
+
+from unde.errors import UpstreamError
+from unde.providers.ximilar import XimilarClient
+from unde.providers.ximilar.mapping import ximilar_similarity
+from unde.retrieval.dual import Embedding, XimilarHits
+from unde.retrieval.knn import best_per_sku, knn_images
+from unde.retrieval.merge import METADATA_KEYS, Candidate, catalog_metadata
+from unde.service_client import Deadline, ServiceClient
+
+#: Photos fetched per wanted SKU: the kNN is over images (up to 7 per SKU), the answer per SKU.
+IMAGES_PER_SKU: Final = 3
+MAX_KNN_IMAGES: Final = 1000
+
+#: What Ximilar returns with each hit (inserted by `unde ximilar sync`).
+XIMILAR_FIELDS: Final[list[str]] = ["_id", "brand", "external_id", "image_urls", *METADATA_KEYS]
+
+
+async def embed_crop(embedder: ServiceClient, image: bytes, *, timeout_s: float) -> Embedding:
+    """The crop's vector from the embedder function (`POST /embed`)."""
+    body = await embedder.post("/embed", {"image": {"base64": base64.b64encode(image).decode()}},
+                               timeout_s=timeout_s)
+    vector, version = body.get("embedding"), body.get("model_version")
+    if (not isinstance(vector, list) or not vector or not isinstance(version, str)
+            or not all(isinstance(v, int | float) and math.isfinite(v) for v in vector)):
+        raise UpstreamError("embedder", "/embed answered without a finite embedding and model_version")
+    return Embedding([float(v) for v in vector], version)
+
+
+def _image_urls(metadata: Mapping[str, Any], best_url: str) -> tuple[str, ...]:
+    urls = [u for u in metadata.get("image_urls") or [] if isinstance(u, str)]
+    if best_url and best_url not in urls:
+        urls.insert(0, best_url)
+    return tuple(urls)
+
+
+async def pgvector_candidates(pool: AsyncConnectionPool, embedding: Embedding, top_k: int,
+                              brands: Sequence[str] | None, *, ef_search: int) -> list[Candidate]:
+    """Best photo per SKU among `brands`, `top_k` SKUs at most, scores = cosine similarity."""
+    k = min(MAX_KNN_IMAGES, top_k * IMAGES_PER_SKU)
+    hits = await knn_images(pool, embedding.vector, k=k, model_version=embedding.model_version,
+                            brands=brands, ef_search=ef_search)
+    return [Candidate(brand=sku.brand, external_id=sku.sku_id, score=sku.score, source="pgvector",
+                      image_urls=_image_urls(sku.metadata, sku.best_image_url),
+                      metadata=catalog_metadata(sku.metadata))
+            for sku in best_per_sku(hits)[:top_k]]
+
+
+def ximilar_filter(brands: Sequence[str] | None) -> dict[str, Any] | None:
+    """The mall pre-filter in Ximilar's (Mongo-style) filter syntax."""
+    return None if brands is None else {"brand": {"$in": sorted(set(brands))}}
+
+
+async def ximilar_candidates(client: XimilarClient, image: bytes, k: int,
+                             brands: Sequence[str] | None, *, budget_s: float) -> XimilarHits:
+    """Visual kNN in the Ximilar collection among `brands`; similarity from the distance."""
+    if brands is not None and not brands:
+        return XimilarHits([], 0)
+    answer = await client.search(image, k=k, fields=XIMILAR_FIELDS, filter_=ximilar_filter(brands),
+                                 deadline=Deadline(budget_s))
+    candidates = []
+    for record, distance in zip(answer.value.records, answer.value.distances, strict=True):
+        brand, external_id = record.get("brand"), record.get("external_id")
+        if not isinstance(brand, str) or not isinstance(external_id, str):
+            continue  # a record inserted without our metadata cannot be offered
+        urls = record.get("image_urls")
+        candidates.append(Candidate(
+            brand=brand, external_id=external_id, score=ximilar_similarity(distance),
+            source="ximilar",
+            image_urls=tuple(u for u in urls if isinstance(u, str)) if isinstance(urls, list) else (),
+            metadata=catalog_metadata(record)))
+    return XimilarHits(candidates, answer.credits)
