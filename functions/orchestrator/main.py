@@ -111,8 +111,7 @@ async def recognize(request: Request) -> Response:
     runtime = await RUNTIME.get()
     photo = await read_photo(request, SETTINGS.image_max_bytes)
     _admit(request, photo.user_id)
-    context = tracing.current()
-    request_id = context.request_id if context else None
+    request_id = tracing.adopt_uuid_request_id()
     if "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(_stream(runtime, photo, request_id), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})

@@ -38,6 +38,10 @@ class FunctionSpec:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    def shifted(self, offset: int) -> FunctionSpec:
+        """The same function on `port + offset` (a second stack, e.g. tests, beside a dev one)."""
+        return FunctionSpec(self.name, self.port + offset)
+
 
 FUNCTIONS = (
     FunctionSpec("embedder", 8103),
@@ -48,6 +52,13 @@ FUNCTIONS = (
 )
 BY_NAME = {spec.name: spec for spec in FUNCTIONS}
 IMAGE_BASE_URL = f"http://{HOST}:{IMAGE_PORT}"
+
+
+def url_of(name: str, offset: int = 0) -> str:
+    """Where a function (or `image_server`) listens in a stack started with `offset`."""
+    if name == "image_server":
+        return f"http://{HOST}:{IMAGE_PORT + offset}"
+    return BY_NAME[name].shifted(offset).url
 
 
 @dataclass(slots=True)
@@ -62,16 +73,17 @@ def state_dir(data_dir: Path) -> Path:
     return data_dir / "dev"
 
 
-def shared_env(urls: DatabaseUrls, data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def shared_env(urls: DatabaseUrls, data_dir: Path, extra: Mapping[str, str] | None = None,
+               offset: int = 0) -> dict[str, str]:
     """The environment every function gets: database URLs, peers' URLs, local allow-list."""
     env = {
         "PRODUCTION_DB_URL": urls.production,
         "STAGING_DB_URL": urls.staging,
         "DATA_DIR": str(data_dir),
-        "EMBEDDER_URL": BY_NAME["embedder"].url,
-        "VISION_GATEWAY_URL": BY_NAME["vision_gateway"].url,
-        "LLM_RERANKER_URL": BY_NAME["llm_reranker"].url,
-        "ALLOWED_IMAGE_HOSTS": f"{HOST}:{IMAGE_PORT}",
+        "EMBEDDER_URL": url_of("embedder", offset),
+        "VISION_GATEWAY_URL": url_of("vision_gateway", offset),
+        "LLM_RERANKER_URL": url_of("llm_reranker", offset),
+        "ALLOWED_IMAGE_HOSTS": f"{HOST}:{IMAGE_PORT + offset}",
         "WORKERS": "1",
         "PYTHONPATH": str(REPO_ROOT),  # functions import their siblings as `functions.<name>.*`
     }
@@ -95,9 +107,9 @@ def function_argv(spec: FunctionSpec) -> list[str]:
             "--asgi", "--host", HOST, "--port", str(spec.port)]
 
 
-def image_server_argv(data_dir: Path) -> list[str]:
+def image_server_argv(data_dir: Path, port: int = IMAGE_PORT) -> list[str]:
     return [sys.executable, "-m", "unde.synthetic", "serve", "--data-dir", str(data_dir),
-            "--host", HOST, "--port", str(IMAGE_PORT)]
+            "--host", HOST, "--port", str(port)]
 
 
 def wait_healthy(states: list[ProcessState], timeout_s: float = 90.0) -> None:
@@ -147,13 +159,15 @@ def running(data_dir: Path) -> list[ProcessState]:
     return [state for state in load_state(data_dir) if _alive(state.pid)]
 
 
-def up(urls: DatabaseUrls, data_dir: Path, extra_env: Mapping[str, str] | None = None) -> list[ProcessState]:
-    """Start the image server and every function (stopping any previous dev stack first)."""
+def up(urls: DatabaseUrls, data_dir: Path, extra_env: Mapping[str, str] | None = None,
+       offset: int = 0) -> list[ProcessState]:
+    """Start the image server and every function (stopping any previous stack in `data_dir`)."""
     down(data_dir)
     logs = state_dir(data_dir) / "logs"
-    env = shared_env(urls, data_dir, extra_env)
-    states = [_spawn("image_server", image_server_argv(data_dir), env, logs, IMAGE_BASE_URL)]
-    for spec in FUNCTIONS:
+    env = shared_env(urls, data_dir, extra_env, offset)
+    states = [_spawn("image_server", image_server_argv(data_dir, IMAGE_PORT + offset), env, logs,
+                     url_of("image_server", offset))]
+    for spec in (spec.shifted(offset) for spec in FUNCTIONS):
         states.append(_spawn(spec.name, function_argv(spec), {**env, "PORT": str(spec.port)}, logs, spec.url))
     save_state(data_dir, states)
     try:

@@ -23,6 +23,7 @@ from unde import tracing
 from unde.errors import BadInput, MethodNotAllowed, NotFound, Unauthorized, UndeError
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("unde.access")
 
 Endpoint = Callable[[Request], Awaitable[Response | Mapping[str, Any] | BaseModel]]
 Observer = Callable[[str, str, int, float], None]
@@ -91,8 +92,11 @@ class Router:
             response = JSONResponse(
                 {"error": "internal", "message": "internal error"}, status_code=500
             )
-        response.headers[tracing.REQUEST_ID_HEADER] = context.request_id
+        response.headers[tracing.REQUEST_ID_HEADER] = (tracing.current() or context).request_id
         elapsed = time.perf_counter() - started
+        access_log.log(logging.DEBUG if route in self._open_paths else logging.INFO, "%s %s %d",
+                       request.method, request.url.path, response.status_code,
+                       extra={"route": route, "status": response.status_code, "ms": round(elapsed * 1000, 1)})
         for observer in self._observers:
             observer(route, request.method, response.status_code, elapsed)
         return response

@@ -71,6 +71,21 @@ def current() -> TraceContext | None:
     return _current.get()
 
 
+def adopt_uuid_request_id() -> str:
+    """Make the current request id a UUID (the log row's key), deriving one from a non-UUID id.
+
+    The app may send any `x-request-id`; a non-UUID one is mapped deterministically (uuid5) so
+    retries of the same id still land on the same row.
+    """
+    context = _current.get() or new_context()
+    try:
+        request_id = str(uuid.UUID(context.request_id))
+    except ValueError:
+        request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"unde-request:{context.request_id}"))
+    _current.set(TraceContext(request_id, context.trace_id, context.span_id))
+    return request_id
+
+
 def outbound_headers() -> dict[str, str]:
     """Headers to add to a call to another function (empty outside a request)."""
     context = _current.get()
