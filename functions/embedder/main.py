@@ -27,7 +27,7 @@ from unde.models.embed_request import EmbedRequest, check_bbox, parse_bbox
 from unde.models.embedding_service import EmbeddingService
 from unde.models.registry import load_embedder, resolved_provider
 from unde.runtime import Lazy, function_router
-from unde.settings import EmbedderSettings, load_settings
+from unde.settings import EmbedderSettings, load_settings, secret_value
 from unde.vision.image_input import ImageLoader, ImageRef, read_upload
 from unde.vision.images import clamp_bbox, decode_image
 
@@ -100,7 +100,8 @@ async def health() -> Mapping[str, Any]:
     return {**service.describe(), "max_batch": SETTINGS.embed_max_batch}
 
 
-ROUTER = function_router(SERVICE, {"POST /embed": embed}, health)
+ROUTER = function_router(SERVICE, {"POST /embed": embed}, health,
+                         internal_token=secret_value(SETTINGS.internal_token))
 
 
 @functions_framework.aio.http

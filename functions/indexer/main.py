@@ -25,7 +25,7 @@ from unde.indexing.queue import QUEUE_DEPTH_SQL
 from unde.indexing.service import IndexingService, open_service
 from unde.logs import configure_logging
 from unde.runtime import Lazy, function_router
-from unde.settings import IndexerSettings, load_settings
+from unde.settings import IndexerSettings, load_settings, secret_value
 
 SERVICE = "indexer"
 SETTINGS = load_settings(IndexerSettings)
@@ -87,7 +87,7 @@ async def health() -> Mapping[str, Any]:
 
 ROUTER = function_router(
     SERVICE, {"POST /embed_batch": embed_batch, "POST /plan": plan}, health,
-    internal_token=SETTINGS.internal_token.get_secret_value() if SETTINGS.internal_token else None)
+    internal_token=secret_value(SETTINGS.internal_token))
 
 
 @functions_framework.aio.http

@@ -36,7 +36,7 @@ from unde.rerank.gemini_rerank import GeminiReranker, prepare_jpeg
 from unde.rerank.offline import OfflineReranker
 from unde.runtime import Lazy, function_router
 from unde.service_client import ServiceClient
-from unde.settings import LlmRerankerSettings, load_settings
+from unde.settings import LlmRerankerSettings, load_settings, secret_value
 from unde.vision.image_input import ImageLoader, ImageRef, read_upload
 from unde.vision.images import encode_jpeg
 
@@ -59,7 +59,7 @@ class Runtime:
         self.policy = FetchPolicy.of(settings.allowed_image_hosts, settings.image_max_bytes,
                                      settings.fetch_timeout_s)
         self.loader = ImageLoader(self.http, self.policy, settings.image_max_pixels)
-        token = settings.internal_token.get_secret_value() if settings.internal_token else None
+        token = secret_value(settings.internal_token)
         self.embedder = ServiceClient("embedder", settings.embedder_url, self.http, caller=SERVICE,
                                       token=token, default_timeout_s=5.0)
         self.gemini: GeminiReranker | None = None
@@ -187,7 +187,8 @@ async def health() -> Mapping[str, Any]:
     return info
 
 
-ROUTER = function_router(SERVICE, {"POST /tag": tag, "POST /rerank": rerank}, health)
+ROUTER = function_router(SERVICE, {"POST /tag": tag, "POST /rerank": rerank}, health,
+                         internal_token=secret_value(SETTINGS.internal_token))
 
 
 @functions_framework.aio.http

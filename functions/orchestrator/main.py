@@ -32,7 +32,7 @@ from unde.pipeline.photo import PhotoInput, Recognizer
 from unde.pipeline.request_log import RequestLog
 from unde.runtime import Lazy, function_router
 from unde.service_client import ServiceClient
-from unde.settings import OrchestratorSettings, load_settings
+from unde.settings import OrchestratorSettings, load_settings, secret_value
 
 SERVICE = "orchestrator"
 SETTINGS = load_settings(OrchestratorSettings)
@@ -45,8 +45,8 @@ class Runtime:
 
     def __init__(self, settings: OrchestratorSettings, http: httpx.AsyncClient | None = None) -> None:
         self.settings = settings
-        token = settings.internal_token.get_secret_value() if settings.internal_token else None
-        urls = resolve_urls(_secret(settings.production_db_url), _secret(settings.staging_db_url),
+        token = secret_value(settings.internal_token)
+        urls = resolve_urls(secret_value(settings.production_db_url), secret_value(settings.staging_db_url),
                             settings.data_dir)
         self.http = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
         self.gateway = ServiceClient("vision-gateway", settings.vision_gateway_url, self.http,
@@ -75,10 +75,6 @@ class Runtime:
         return Recognizer(self.settings, self.gateway, self.reranker, self.staging)
 
 
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
 async def _build() -> Runtime:
     return await Runtime(SETTINGS).open()
 
@@ -93,7 +89,7 @@ def failure_record(request_id: str, photo: PhotoInput, exc: UndeError) -> dict[s
             "final_matches": {"error": str(exc)}}
 
 
-APP_KEYS = AppKeys.parse(_secret(SETTINGS.app_api_keys))
+APP_KEYS = AppKeys.parse(secret_value(SETTINGS.app_api_keys))
 LIMITER = PerUserLimiter(SETTINGS.rate_limit_per_minute, SETTINGS.rate_limit_burst)
 if not APP_KEYS.enabled:
     log.warning("APP_API_KEYS is not set: /recognize and /feedback accept unauthenticated calls")

@@ -46,7 +46,7 @@ from unde.retrieval.sources import (
 )
 from unde.runtime import Lazy, function_router
 from unde.service_client import ServiceClient
-from unde.settings import VisionGatewaySettings, load_settings
+from unde.settings import VisionGatewaySettings, load_settings, secret_value
 from unde.vision.image_input import ImageLoader, ImageRef, read_upload
 from unde.vision.images import clamp_bbox, decode_image, encode_jpeg
 
@@ -67,10 +67,6 @@ if SETTINGS.search_backend == "ximilar" and not (SETTINGS.ximilar_configured
     raise ConfigError("SEARCH_BACKEND=ximilar needs XIMILAR_API_TOKEN and XIMILAR_COLLECTION_ID")
 
 
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
 async def _build_http() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(SETTINGS.fetch_timeout_s),
                              limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
@@ -81,8 +77,8 @@ async def _build_ximilar() -> XimilarClient:
 
 
 async def _database_urls() -> tuple[str, str]:
-    urls = await asyncio.to_thread(resolve_urls, _secret(SETTINGS.production_db_url),
-                                   _secret(SETTINGS.staging_db_url), SETTINGS.data_dir)
+    urls = await asyncio.to_thread(resolve_urls, secret_value(SETTINGS.production_db_url),
+                                   secret_value(SETTINGS.staging_db_url), SETTINGS.data_dir)
     return urls.production, urls.staging
 
 
@@ -103,7 +99,7 @@ async def _build_mall_brands() -> MallBrands:
 
 async def _build_embedder() -> ServiceClient:
     return ServiceClient("embedder", SETTINGS.embedder_url, await HTTP.get(), caller=SERVICE,
-                         token=_secret(SETTINGS.internal_token),
+                         token=secret_value(SETTINGS.internal_token),
                          default_timeout_s=SETTINGS.embedder_timeout_s)
 
 
@@ -249,7 +245,8 @@ async def health() -> Mapping[str, Any]:
 
 
 ROUTER = function_router(SERVICE, {"POST /detect": detect, "POST /tag": tag,
-                                   "POST /search": search}, health)
+                                   "POST /search": search}, health,
+                         internal_token=secret_value(SETTINGS.internal_token))
 
 
 @functions_framework.aio.http

@@ -250,6 +250,11 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         raise ConfigError(describe_validation_error(exc)) from exc
 
 
+def secret_value(value: SecretStr | None) -> str | None:
+    """The plain value of an optional secret (at the one place it is handed to a client)."""
+    return value.get_secret_value() if value is not None else None
+
+
 def masked(settings: BaseSettings) -> dict[str, Any]:
     """Settings as a JSON-able dict with every secret masked (for logs and /healthz)."""
     shown: dict[str, Any] = {}

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import SecretStr
-
 from unde.db.embedded import DatabaseUrls, resolve_urls
-from unde.settings import CommonSettings, DatabaseSettings, load_settings
+from unde.settings import CommonSettings, DatabaseSettings, load_settings, secret_value
 
 
 class ToolSettings(CommonSettings, DatabaseSettings):
     """Settings of the CLI itself (same variable names as the functions)."""
-
-
-def secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
 
 
 def tool_settings() -> ToolSettings:
@@ -25,7 +19,7 @@ def tool_settings() -> ToolSettings:
 def database_urls(settings: ToolSettings | None = None) -> DatabaseUrls:
     """Configured database URLs, or the embedded server's (started if needed)."""
     settings = settings or tool_settings()
-    return resolve_urls(secret(settings.production_db_url), secret(settings.staging_db_url),
+    return resolve_urls(secret_value(settings.production_db_url), secret_value(settings.staging_db_url),
                         settings.data_dir)
 
 

@@ -8,12 +8,12 @@ import asyncio
 import httpx
 from psycopg import AsyncConnection
 
-from unde.commands.common import add_parser, secret
+from unde.commands.common import add_parser
 from unde.db.embedded import resolve_urls
 from unde.errors import ConfigError
 from unde.providers.ximilar import client_from_settings
 from unde.providers.ximilar.sync import SyncReport, sync_collection
-from unde.settings import VisionGatewaySettings, load_settings
+from unde.settings import VisionGatewaySettings, load_settings, secret_value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,8 +31,8 @@ async def sync_from_settings(settings: VisionGatewaySettings, *, dry_run: bool) 
         raise ConfigError("ximilar sync needs XIMILAR_API_TOKEN and XIMILAR_COLLECTION_ID")
     if not settings.ximilar_pilot_brands:
         raise ConfigError("XIMILAR_PILOT_BRANDS is empty: name the brands to put in the collection")
-    urls = await asyncio.to_thread(resolve_urls, secret(settings.production_db_url),
-                                   secret(settings.staging_db_url), settings.data_dir)
+    urls = await asyncio.to_thread(resolve_urls, secret_value(settings.production_db_url),
+                                   secret_value(settings.staging_db_url), settings.data_dir)
     async with httpx.AsyncClient() as http, await AsyncConnection.connect(urls.staging) as conn:
         client = client_from_settings(settings, http)
         return await sync_collection(client, conn, settings.ximilar_pilot_brands, dry_run=dry_run)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 from psycopg_pool import AsyncConnectionPool
@@ -21,7 +20,7 @@ from unde.indexing import queue
 from unde.indexing.consumer import ConsumerConfig, IndexConsumer, IndexCounts
 from unde.indexing.planner import PlanReport, plan_missing
 from unde.models.base import ImageEmbedder
-from unde.settings import IndexerSettings
+from unde.settings import IndexerSettings, secret_value
 
 
 def consumer_config(settings: IndexerSettings) -> ConsumerConfig:
@@ -39,13 +38,9 @@ def fetch_policy(settings: IndexerSettings) -> FetchPolicy:
                           settings.fetch_timeout_s)
 
 
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
 def database_urls(settings: IndexerSettings) -> DatabaseUrls:
     """Configured URLs, or the embedded server's (blocking: starts it if needed)."""
-    return resolve_urls(_secret(settings.production_db_url), _secret(settings.staging_db_url),
+    return resolve_urls(secret_value(settings.production_db_url), secret_value(settings.staging_db_url),
                         settings.data_dir)
 
 
