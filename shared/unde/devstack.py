@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import httpx
 
 from unde.db.embedded import DatabaseUrls
 from unde.errors import UpstreamUnavailable
+from unde.http import INTERNAL_TOKEN_HEADER
 from unde.settings import REPO_ROOT
 
 HOST = "127.0.0.1"
@@ -159,12 +161,27 @@ def running(data_dir: Path) -> list[ProcessState]:
     return [state for state in load_state(data_dir) if _alive(state.pid)]
 
 
+def internal_token(data_dir: Path) -> str:
+    """The stack's internal token (function-to-function auth, as in the cluster), made once."""
+    path = state_dir(data_dir) / "internal_token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def internal_headers(data_dir: Path) -> dict[str, str]:
+    """Headers a local tool needs to call an internal function (the indexer, the gateway)."""
+    return {INTERNAL_TOKEN_HEADER: internal_token(data_dir)}
+
+
 def up(urls: DatabaseUrls, data_dir: Path, extra_env: Mapping[str, str] | None = None,
        offset: int = 0) -> list[ProcessState]:
     """Start the image server and every function (stopping any previous stack in `data_dir`)."""
     down(data_dir)
     logs = state_dir(data_dir) / "logs"
-    env = shared_env(urls, data_dir, extra_env, offset)
+    env = shared_env(urls, data_dir, {"INTERNAL_TOKEN": internal_token(data_dir), **(extra_env or {})}, offset)
     states = [_spawn("image_server", image_server_argv(data_dir, IMAGE_PORT + offset), env, logs,
                      url_of("image_server", offset))]
     for spec in (spec.shifted(offset) for spec in FUNCTIONS):

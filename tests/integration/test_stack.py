@@ -54,7 +54,10 @@ def test_one_recognition_across_all_functions(stack: tuple[Path, DatabaseUrls]) 
     data_dir, urls = stack
     truth = json.loads((data_dir / "street" / "ground_truth.json").read_text())["photos"][0]
     with httpx.Client(timeout=120.0) as client:
-        indexed = index_via_function(client, devstack.url_of("indexer", OFFSET), batch=128)
+        unauthenticated = client.post(devstack.url_of("indexer", OFFSET) + "/plan", json={})
+        indexed = index_via_function(client, devstack.url_of("indexer", OFFSET), batch=128,
+                                     headers=devstack.internal_headers(data_dir))
+        assert unauthenticated.status_code == 401
         assert "dead" in indexed
         client.headers["x-request-id"] = REQUEST_ID
         response = post_photo(client, devstack.url_of("orchestrator", OFFSET), str(data_dir / "street" / truth["file"]),

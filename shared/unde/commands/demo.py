@@ -43,13 +43,15 @@ def _pick_photos(data_dir: Path, count: int) -> list[dict[str, Any]]:
     return picked
 
 
-def index_via_function(client: httpx.Client, indexer_url: str, batch: int = 128) -> str:
+def index_via_function(client: httpx.Client, indexer_url: str, batch: int = 128,
+                       headers: dict[str, str] | None = None) -> str:
     """Plan, then drain the queue through the indexer function (as KEDA-scaled pods would)."""
-    plan = client.post(f"{indexer_url}/plan", json={}).raise_for_status().json()
+    plan = client.post(f"{indexer_url}/plan", json={}, headers=headers).raise_for_status().json()
     written = inferred = reused = dead = 0
     depth = plan["queue_depth"]
     while depth > 0:
-        counts = client.post(f"{indexer_url}/embed_batch", json={"max_jobs": batch}).raise_for_status().json()
+        counts = client.post(f"{indexer_url}/embed_batch", json={"max_jobs": batch},
+                             headers=headers).raise_for_status().json()
         written, inferred = written + counts["written"], inferred + counts["inferred"]
         reused, dead = reused + counts["reused"], dead + counts["dead"]
         depth = counts["queue_depth"] if counts["claimed"] else 0
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         orchestrator = devstack.BY_NAME["orchestrator"].url
         with httpx.Client(timeout=300.0) as client:
             print("4/5 indexing the catalog into pgvector (indexer function)")
-            print("    " + index_via_function(client, devstack.BY_NAME["indexer"].url))
+            print("    " + index_via_function(client, devstack.BY_NAME["indexer"].url,
+                                           headers=devstack.internal_headers(settings.data_dir)))
             print(f"5/5 recognizing {args.photos} street photos")
             card = Scorecard()
             for photo in _pick_photos(settings.data_dir, args.photos):
