@@ -13,10 +13,15 @@ from unde.errors import ConfigError, UndeError
 COMMAND_MODULES = (
     "unde.commands.db",
     "unde.commands.seed",
+    "unde.commands.index",
     "unde.commands.dev",
     "unde.commands.recognize",
     "unde.commands.demo",
     "unde.commands.flags",
+    "unde.commands.ximilar",
+    "unde.commands.eval",
+    "unde.commands.calibrate",
+    "unde.commands.openapi",
 )
 
 

@@ -220,7 +220,7 @@ def search_summary(outcome: ItemOutcome) -> dict[str, Any]:
     if outcome.search is not None:
         summary.update(item_json(outcome)["search"] or {})
         summary["top"] = [c.model_dump(include={"brand", "external_id", "score", "source"})
-                          for c in outcome.search.candidates[:10]]
+                          for c in outcome.search.candidates[:20]]
     return summary
 
 
