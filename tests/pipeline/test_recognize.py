@@ -203,3 +203,17 @@ async def test_detection_failure_is_503_and_bad_photo_is_4xx() -> None:
         with pytest.raises(BadInput) as caught:
             await recognizer.recognize(PhotoInput({"url": "http://x"}, "http://x"))
     assert caught.value.status_code == 415
+
+
+def test_merge_tags_keeps_the_tagger_and_its_confidence() -> None:
+    from unde.pipeline.contracts import DetectedItem
+    from unde.pipeline.item import merge_tags
+
+    item = DetectedItem(item_id=0, bbox=[0, 0, 10, 10], category="outerwear", crop={"base64": "x"})
+    garment = {"type": "bomber_jacket", "color": "khaki", "probabilities": {"color": 0.9},
+               "provider": "local", "credits": 0, "unknown": ["material"], "material": None}
+    context = {"style": "streetwear", "season": "autumn", "provider": "local", "basis": "rules"}
+
+    assert merge_tags(item, garment, context) == {
+        "category": "outerwear", "type": "bomber_jacket", "color": "khaki",
+        "probabilities": {"color": 0.9}, "style": "streetwear", "season": "autumn", "tag_provider": "local"}

@@ -6,6 +6,8 @@ import pytest
 
 from unde.rerank.candidates import RankedCandidate, RerankCandidate, VisualEvidence
 from unde.rerank.combine import (
+    FIELD_RELIABILITY,
+    LOCAL_TAGGER,
     NEUTRAL_SEMANTIC,
     SEMANTIC_FIELD_WEIGHTS,
     Weights,
@@ -133,3 +135,45 @@ def test_tag_confidence_shrinks_agreement_towards_neutral() -> None:
     assert unsure.fields["pattern"] == sure.fields["pattern"] == 1.0
     ignored = semantic_agreement({"color": "navy", "probabilities": {"color": "high"}}, metadata)
     assert ignored.fields["colour"] == sure.fields["colour"]
+
+
+def test_offline_tagger_fields_are_weighed_by_their_reliability() -> None:
+    tags = {"category": "top", "type": "shirt", "color": "navy", "pattern": "striped", "material": "wool",
+            "probabilities": {"color": 0.99, "pattern": 0.99}}
+    metadata = {"category": "top", "product_type": "shirt", "colour": "yellow", "pattern": "dotted",
+                "material": "linen"}
+    local = semantic_agreement(tags, metadata, default_tag_provider=LOCAL_TAGGER)
+    assert set(local.fields) == {"type", "category"}  # colour/pattern/material: unknown, not 0.5
+    assert local.score == pytest.approx(1.0)
+    trusted = semantic_agreement(tags, metadata)
+    assert {"colour", "pattern", "material"} <= set(trusted.fields) and trusted.score < 0.6
+    # the tags may name their provider; that wins over the reranker's default
+    assert semantic_agreement({**tags, "tag_provider": "ximilar"}, metadata,
+                              default_tag_provider=LOCAL_TAGGER).score == pytest.approx(trusted.score)
+    assert semantic_agreement({**tags, "provider": "local"}, metadata).score == pytest.approx(1.0)
+    wrong_category = semantic_agreement({**tags, "type": None}, {**metadata, "category": "bag",
+                                                                 "product_type": "tote"},
+                                        default_tag_provider=LOCAL_TAGGER)
+    assert wrong_category.score == 0.0 and set(wrong_category.fields) == {"category"}
+    assert FIELD_RELIABILITY[LOCAL_TAGGER]["category"] == 1.0
+
+
+def test_partial_reliability_shrinks_towards_neutral(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(FIELD_RELIABILITY, "halfway", {"colour": 0.5})
+    metadata = {"colour": "yellow"}
+    full = semantic_agreement({"color": "navy"}, metadata).fields["colour"]
+    half = semantic_agreement({"color": "navy", "tag_provider": "halfway",
+                               "probabilities": {"color": 0.8}}, metadata).fields["colour"]
+    assert half == pytest.approx(0.5 + 0.5 * 0.8 * (full - 0.5))
+
+
+def test_rank_passes_the_default_tag_provider() -> None:
+    tags = {"category": "outerwear", "color": "navy"}
+    candidates = [
+        RerankCandidate("b", "red", 0.9, ("u",), {"category": "outerwear", "colour": "red"}),
+        RerankCandidate("b", "navy", 0.8, ("u",), {"category": "outerwear", "colour": "navy"}),
+    ]
+    visuals = {"b/red": VisualEvidence(0.80, "v"), "b/navy": VisualEvidence(0.78, "v")}
+    assert [r.sku_id for r in rank(candidates, visuals, tags, Weights())] == ["b/navy", "b/red"]
+    local = rank(candidates, visuals, tags, Weights(), default_tag_provider=LOCAL_TAGGER)
+    assert [r.sku_id for r in local] == ["b/red", "b/navy"]

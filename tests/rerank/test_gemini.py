@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -40,7 +41,7 @@ def reranker_for(client: GeminiClient, http: httpx.AsyncClient, host: PhotoHost)
     return GeminiReranker(client, fetch, Weights(0.7, 0.3), max_side=64)
 
 
-def compare_parts() -> list:  # type: ignore[type-arg]
+def compare_parts() -> list[Any]:
     return [image_part(jpeg("red")), image_part(jpeg((250, 5, 5))), text_part("same?")]
 
 
@@ -129,7 +130,8 @@ async def test_breaker_opens_after_consecutive_failures(gemini: tuple[FakeGemini
     assert fake.request_count == 2  # the open breaker did not call Gemini
 
 
-def _candidate(host: PhotoHost, sku: str, colour: str, score: float, **meta: object) -> RerankCandidate:
+def _candidate(host: PhotoHost, sku: str, colour: str | tuple[int, int, int], score: float,
+               **meta: object) -> RerankCandidate:
     flat = host.add(f"{sku}-flat.jpg", jpeg("white"))
     on_model = host.add(f"{sku}-model.jpg", jpeg(colour))
     metadata = {"image_kinds": ["flat", "on_model"], **meta}

@@ -62,6 +62,53 @@ async def test_best_of_all_stored_photos_counts(production_url: str, pool: Async
     assert stored[("b1", "A")].photos == 6 and stored[("b1", "A")].best_rank == 4
     assert stored[("b1", "A")].similarity > 0.95
     assert stored[("b1", "B")].similarity < 0.9
+    similarities = stored[("b1", "A")].similarities
+    assert list(similarities) == sorted(similarities, reverse=True)  # every photo, best first
+    assert similarities[0] == stored[("b1", "A")].similarity
+    assert stored[("b1", "A")].aggregate("mean") == pytest.approx(float(np.mean(similarities)))
+    assert stored[("b1", "A")].aggregate("top2") == pytest.approx(float(np.mean(similarities[:2])))
+
+
+async def test_visual_aggregate_rewards_several_matching_views(production_url: str,
+                                                               pool: AsyncConnectionPool) -> None:
+    crop = unit(5)
+    # "lucky": one photo very like the crop, five unrelated; "steady": five photos fairly like it
+    insert_photos(production_url, "b", "lucky", [blend(crop, unit(60), 0.9)] + [unit(61 + i) for i in range(5)])
+    insert_photos(production_url, "b", "steady", [blend(crop, unit(70 + i), 0.75) for i in range(5)])
+    candidates = [RerankCandidate("b", "lucky", 0.9, ("u",), {}), RerankCandidate("b", "steady", 0.8, ("u",), {})]
+    order = {}
+    for aggregate in ("best", "top2", "top3", "mean"):
+        ranked = await OfflineReranker(pool, Weights(0.7, 0.3), visual_aggregate=aggregate).rerank(
+            candidates, {}, embedding=crop.tolist(), model_version=MODEL)
+        order[aggregate] = [r.external_id for r in ranked]
+        if aggregate == "top3":
+            assert "mean of the best 3 of 5 stored photos" in ranked[0].reason
+    assert order["best"] == ["lucky", "steady"]
+    assert order["top2"] == order["top3"] == order["mean"] == ["steady", "lucky"]
+    with pytest.raises(ValueError, match="visual aggregate"):
+        OfflineReranker(pool, Weights(), visual_aggregate="median")  # type: ignore[arg-type]
+
+
+async def test_offline_tagger_colour_is_not_trusted_but_category_is(production_url: str,
+                                                                    pool: AsyncConnectionPool) -> None:
+    crop = unit(6)
+    insert_photos(production_url, "br", "bag-red", [blend(crop, unit(80), 0.85)])
+    insert_photos(production_url, "br", "coat-red", [blend(crop, unit(81), 0.8)])
+    insert_photos(production_url, "br", "coat-navy", [blend(crop, unit(82), 0.78)])
+    candidates = [
+        RerankCandidate("br", "bag-red", 0.9, ("u",), {"category": "bag", "colour": "red"}),
+        RerankCandidate("br", "coat-red", 0.8, ("u",), {"category": "outerwear", "colour": "red"}),
+        RerankCandidate("br", "coat-navy", 0.7, ("u",), {"category": "outerwear", "colour": "navy"}),
+    ]
+    tags = {"category": "outerwear", "color": "navy", "probabilities": {"color": 0.99}}
+    reranker = OfflineReranker(pool, Weights(0.7, 0.3))  # assumes the offline tagger's tags
+    ranked = await reranker.rerank(candidates, tags, embedding=crop.tolist(), model_version=MODEL)
+    # the detected category demotes the bag; the offline colour guess decides nothing
+    assert [r.external_id for r in ranked] == ["coat-red", "coat-navy", "bag-red"]
+    assert "colour" not in ranked[0].reason
+    trusted = await reranker.rerank(candidates, {**tags, "tag_provider": "ximilar"},
+                                    embedding=crop.tolist(), model_version=MODEL)
+    assert [r.external_id for r in trusted][:2] == ["coat-navy", "coat-red"]
 
 
 async def test_rerank_uses_stored_photos_and_semantics(production_url: str,
@@ -77,7 +124,7 @@ async def test_rerank_uses_stored_photos_and_semantics(production_url: str,
         RerankCandidate("br", "no-photos", 0.99, (), {"product_type": "coat", "colour": "navy"}),
     ]
     reranker = OfflineReranker(pool, Weights(0.7, 0.3))
-    ranked = await reranker.rerank(candidates, {"type": "coat", "color": "navy"},
+    ranked = await reranker.rerank(candidates, {"type": "coat", "color": "navy", "tag_provider": "ximilar"},
                                    embedding=crop.tolist(), model_version=MODEL)
     by_id = {r.external_id: r for r in ranked}
     assert ranked[0].external_id == "coat-navy"

@@ -89,8 +89,9 @@ class ItemPipeline:
             ximilar_tags = asyncio.create_task(self._ximilar_tags(outcome))
         await self._availability(outcome)
         await self.emit("candidates", candidates_event(outcome))
-        tag_results = await asyncio.gather(gemini_tags, *([ximilar_tags] if ximilar_tags else []))
-        outcome.tags = merge_tags(outcome.item, *reversed(tag_results))
+        context = await gemini_tags
+        garment = await ximilar_tags if ximilar_tags else {}
+        outcome.tags = merge_tags(outcome.item, garment, context)
         outcome.record("tagging", started)
         await self._rerank(outcome)
         await self._tier(outcome)
@@ -118,6 +119,7 @@ class ItemPipeline:
         body = await self._call(self.gateway, "/tag", {"image": outcome.crop},
                                 TAG_TIMEOUT_S, outcome, "garment_tags_unavailable")
         outcome.credits += int((body or {}).get("credits") or 0)
+        outcome.degraded.extend(d for d in (body or {}).get("degraded") or [] if d not in outcome.degraded)
         return body or {}
 
     async def _search(self, outcome: ItemOutcome, force_ximilar: bool = False) -> SearchResult | None:
@@ -200,7 +202,7 @@ class ItemPipeline:
             outcome.matches = cards_for(outcome, tiers.shown(outcome.ranked, outcome.match_type))
             return
         if not outcome.tags.get("color") and not outcome.used_ximilar_tagging:
-            outcome.tags = merge_tags(outcome.item, outcome.tags, await self._ximilar_tags(outcome))
+            outcome.tags = merge_tags(outcome.item, await self._ximilar_tags(outcome), outcome.tags)
         fallback = await self._fallback(outcome)
         # The shopper always gets an answer: the best visual candidates when nothing else matches.
         outcome.matches = fallback or cards_for(outcome, outcome.ranked[: tiers.SIMILAR_COUNT])
@@ -222,15 +224,24 @@ class ItemPipeline:
         return [fallback_card(row) for row in result.rows]
 
 
-def merge_tags(item: DetectedItem, *sources: dict[str, Any]) -> dict[str, Any]:
-    """Detection hints, then each source in order (later wins), bookkeeping keys dropped."""
+_BOOKKEEPING = frozenset({"provider", "credits", "unknown", "degraded", "basis", "tokens"})
+
+
+def merge_tags(item: DetectedItem, garment: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """The spec's `{**ximilar_tags, **llm_tags}` over the detection's hints.
+
+    The garment tagger's `probabilities` and its provider (as `tag_provider`) are kept: the
+    reranker weighs each tag field by how reliable that tagger is.
+    """
     merged: dict[str, Any] = {"category": item.category}
     if item.type:
         merged["type"] = item.type
-    for source in sources:
+    for source in (garment, context):
         for key, value in source.items():
-            if key not in ("provider", "credits", "probabilities", "unknown") and value is not None:
+            if key not in _BOOKKEEPING and value is not None:
                 merged[key] = value
+    if garment.get("provider"):
+        merged["tag_provider"] = garment["provider"]
     return merged
 
 

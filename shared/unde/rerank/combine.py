@@ -19,6 +19,30 @@ the fields both sides know. With no common field the semantic score is the neutr
 A tag the tagger was unsure of counts in proportion to its confidence: when the tags carry
 ``probabilities`` (the gateway's /tag does), a field's agreement ``a`` is shrunk towards the
 neutral 0.5 as ``0.5 + p × (a − 0.5)``, so a guess cannot outweigh what the photos show.
+
+How much a field may count also depends on WHO produced the tag: ``FIELD_RELIABILITY`` gives,
+per garment-tag provider (``tags["tag_provider"]``, else ``tags["provider"]``, else the
+reranker's default), a factor ``r`` per field; the agreement becomes ``0.5 + r × p × (a − 0.5)``
+and a field with ``r = 0`` is treated as unknown (it neither rewards nor penalises, and does not
+dilute the fields that do count). A provider not in the table is trusted (``r = 1``).
+
+The offline tagger (provider ``local``), measured on the synthetic data — seed 7 to choose,
+seed 11 held out to confirm; ``bench/rerank_quality.py`` reproduces the top-1 figures, including
+the old rule that trusted every field (0.73 on both seeds):
+
+- ``category`` and ``type`` come from detection (the tagger only echoes them): ``r = 1``. The
+  category is what the gateway's /search does not use (it ranks the whole catalog), so it is
+  the offline reranker's main new information: top-1 0.58 → 0.82 (seed 7), 0.50 → 0.82
+  (held-out seed 11) — the same top-1 as a search restricted to the true category.
+- ``colour`` and ``pattern`` are read from the same pixels the offline descriptor already
+  encodes. Among candidates whose visual scores are within 0.03 of the top, the true SKU agrees
+  with the tag better than a wrong one in 50 % (colour) / 52 % (pattern) of pairs: no
+  information beyond the visual score. Their errors (16–22 % / 38–41 %) are often confident
+  (pattern at p ≥ 0.95 is right only 40 % of the time), and every way of letting them count
+  that was measured (full, confidence-shrunk, scaled down to 2 %, penalising only a strong
+  disagreement at p ≥ 0.9/0.95/0.99) lowered top-1 or left it unchanged: ``r = 0``.
+- ``material``: the offline tagger never reports one; ``r = 0`` documents that a guess from it
+  would not be trusted either.
 """
 
 from __future__ import annotations
@@ -39,6 +63,12 @@ SEMANTIC_FIELD_WEIGHTS: Final[dict[str, float]] = {
     "material": 0.10,
 }
 NEUTRAL_SEMANTIC: Final = 0.5
+#: The gateway's offline garment tagger (`unde.vision.tagger`).
+LOCAL_TAGGER: Final = "local"
+#: Per garment-tag provider, how much each field may count (0 = ignored; absent = 1).
+FIELD_RELIABILITY: Final[dict[str, dict[str, float]]] = {
+    LOCAL_TAGGER: {"type": 1.0, "category": 1.0, "colour": 0.0, "pattern": 0.0, "material": 0.0},
+}
 SAME_CATEGORY_TYPE_AGREEMENT: Final = 0.4
 COLOUR_DELTA_E_ZERO: Final = 60.0
 
@@ -164,6 +194,21 @@ def _confidences(tags: Mapping[str, Any]) -> dict[str, float]:
     return confidences
 
 
+def tag_provider(tags: Mapping[str, Any], default: str | None = None) -> str | None:
+    """Who produced the crop's garment tags: ``tag_provider``, else ``provider``, else `default`."""
+    for key in ("tag_provider", "provider"):
+        value = tags.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip().lower()
+    return default
+
+
+def field_reliability(provider: str | None) -> dict[str, float]:
+    """How much each semantic field may count for tags from `provider` (see the module doc)."""
+    table = FIELD_RELIABILITY.get(provider or "", {})
+    return {name: table.get(name, 1.0) for name in SEMANTIC_FIELD_WEIGHTS}
+
+
 @dataclass(frozen=True, slots=True)
 class SemanticAgreement:
     """The semantic score and the per-field agreements it was made of."""
@@ -178,15 +223,21 @@ class SemanticAgreement:
         return ", ".join(f"{name} {value:.2f}" for name, value in self.fields.items())
 
 
-def semantic_agreement(tags: Mapping[str, Any], metadata: Mapping[str, Any]) -> SemanticAgreement:
-    """Agreement between crop tags and SKU metadata over the fields both sides know."""
+def semantic_agreement(tags: Mapping[str, Any], metadata: Mapping[str, Any], *,
+                       default_tag_provider: str | None = None) -> SemanticAgreement:
+    """Agreement between crop tags and SKU metadata over the fields both sides know and the
+    tags' provider may be trusted with (`default_tag_provider` when the tags do not say)."""
     fields: dict[str, float] = {}
     confidence = _confidences(tags)
+    reliability = field_reliability(tag_provider(tags, default_tag_provider))
     for name in SEMANTIC_FIELD_WEIGHTS:
+        if reliability[name] <= 0.0:
+            continue
         crop, sku = _field_values(tags, metadata, name)
         if crop is not None and sku is not None:
             agreement = _AGREEMENT[name](crop, sku)
-            fields[name] = NEUTRAL_SEMANTIC + confidence.get(name, 1.0) * (agreement - NEUTRAL_SEMANTIC)
+            trust = reliability[name] * confidence.get(name, 1.0)
+            fields[name] = NEUTRAL_SEMANTIC + trust * (agreement - NEUTRAL_SEMANTIC)
     if not fields:
         return SemanticAgreement(NEUTRAL_SEMANTIC, fields)
     total = sum(SEMANTIC_FIELD_WEIGHTS[name] for name in fields)
@@ -207,14 +258,17 @@ def order(items: Iterable[RankedCandidate]) -> list[RankedCandidate]:
 
 
 def rank(candidates: Iterable[RerankCandidate], visuals: Mapping[str, VisualEvidence],
-         tags: Mapping[str, Any], weights: Weights) -> list[RankedCandidate]:
+         tags: Mapping[str, Any], weights: Weights, *,
+         default_tag_provider: str | None = None) -> list[RankedCandidate]:
     """Combine each candidate's visual evidence (by `sku_id`) with its semantic agreement and
-    order the result. A SKU listed twice is ranked once (its first occurrence)."""
+    order the result. A SKU listed twice is ranked once (its first occurrence).
+    `default_tag_provider` is whose garment tags to assume when the tags do not say."""
     ranked: dict[str, RankedCandidate] = {}
     for candidate in candidates:
         if candidate.sku_id in ranked:
             continue
-        semantic = semantic_agreement(tags, candidate.metadata)
+        semantic = semantic_agreement(tags, candidate.metadata,
+                                      default_tag_provider=default_tag_provider)
         evidence = visuals.get(candidate.sku_id) or VisualEvidence(None, "no visual evidence")
         ranked[candidate.sku_id] = RankedCandidate(
             brand=candidate.brand,
