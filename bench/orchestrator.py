@@ -112,12 +112,18 @@ async def _measure(url: str, quick: bool) -> dict[str, Any]:
         out["first_candidates_s"] = statistics.median(firsts)
         out["sequential_s"] = await spec_sequential(settings, gateway, reranker, staging)
         fake.latencies = Latencies()
-        overheads = []
+        overheads, fake_work = [], []
         for _ in range(30 if quick else 200):
+            busy_before = fake.busy_s
             started = time.perf_counter()
             await recognizer.recognize(photo)
-            overheads.append((time.perf_counter() - started) * 1000)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            # The fakes run in this process; their own work would happen in the upstream's.
+            fake_ms = (fake.busy_s - busy_before) * 1000
+            overheads.append(elapsed_ms - fake_ms)
+            fake_work.append(fake_ms)
         out["overhead_p50_ms"] = percentile(overheads, 50)
+        out["fake_work_p50_ms"] = percentile(fake_work, 50)
     await staging.close()
     return out
 
@@ -133,6 +139,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
         ("first candidates event", m["first_candidates_s"] * 1000,
          f"ms (target ≤ {first_target * 1000:.0f} + availability)"),
         ("overhead p50 (zero-latency upstreams)", m["overhead_p50_ms"], "ms (target ≤ 20)"),
+        ("  fakes' own work, excluded", m["fake_work_p50_ms"], "ms"),
     ])
     return {
         "orchestrator_total_ms": figure(round(m["total_s"] * 1000, 1), "ms", "critical path",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ class FakeUpstreams:
     fail: set[str] = field(default_factory=set)  # e.g. {"gateway /search", "reranker /rerank"}
     calls: Counter[str] = field(default_factory=Counter)
     bodies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    busy_s: float = 0.0  # CPU time spent inside the fakes (their own work, not the caller's)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -66,14 +68,26 @@ class FakeUpstreams:
         if key in self.fail:
             return httpx.Response(503, json={"error": "upstream_unavailable", "message": "down"})
         answer = getattr(self, "_" + key.replace(" /", "_"))
-        return await answer(body)
+        await asyncio.sleep(self._latency(key, body))
+        started = time.perf_counter()
+        response: httpx.Response = answer(body)
+        self.busy_s += time.perf_counter() - started
+        return response
+
+    def _latency(self, key: str, body: dict[str, Any]) -> float:
+        lat = self.latencies
+        if key == "gateway /search":
+            _, item = self._item_of(body)
+            ximilar = lat.ximilar_search if body.get("force_ximilar") or not item.confident else 0.0
+            return lat.search + ximilar
+        return {"gateway /detect": lat.detect, "gateway /tag": lat.ximilar_tag, "reranker /tag": lat.gemini_tag,
+                "reranker /rerank": lat.rerank}[key]
 
     def _item_of(self, body: dict[str, Any]) -> tuple[int, FakeItem]:
         index = int(base64.b64decode(body["image"]["base64"]).decode().split(":")[1])
         return index, self.items[index]
 
-    async def _gateway_detect(self, body: dict[str, Any]) -> httpx.Response:
-        await asyncio.sleep(self.latencies.detect)
+    def _gateway_detect(self, body: dict[str, Any]) -> httpx.Response:
         return httpx.Response(200, json={"items": [
             {"item_id": i, "bbox": [10, 10 + 100 * i, 200, 100 + 100 * i], "category": item.category,
              "type": item.type, "confidence": 0.9 - 0.1 * i,
@@ -81,11 +95,9 @@ class FakeUpstreams:
             for i, item in enumerate(self.items)], "width": 800, "height": 1000, "provider": "fake",
             "credits": 5})
 
-    async def _gateway_search(self, body: dict[str, Any]) -> httpx.Response:
+    def _gateway_search(self, body: dict[str, Any]) -> httpx.Response:
         _, item = self._item_of(body)
         force = body.get("force_ximilar")
-        ximilar = self.latencies.ximilar_search if force or not item.confident else 0.0
-        await asyncio.sleep(self.latencies.search + ximilar)
         rows = item.requery if force else item.candidates
         candidates = [{"brand": b, "external_id": e, "score": s, "source": "ximilar" if force else "pgvector",
                        "image_urls": [f"http://img/{b}/{e}/0.jpg", f"http://img/{b}/{e}/1.jpg"],
@@ -102,20 +114,17 @@ class FakeUpstreams:
             "embedding": [0.0] * 4, "model_version": "fake-v1",
             "credits": 10 if force or not item.confident else 0, "degraded": []})
 
-    async def _gateway_tag(self, body: dict[str, Any]) -> httpx.Response:
+    def _gateway_tag(self, body: dict[str, Any]) -> httpx.Response:
         _, item = self._item_of(body)
-        await asyncio.sleep(self.latencies.ximilar_tag)
         return httpx.Response(200, json={"type": item.type, "category": item.category, "color": item.color,
                                          "color_hex": "#8F8A55", "pattern": "solid", "material": None,
                                          "provider": "fake", "credits": 15})
 
-    async def _reranker_tag(self, body: dict[str, Any]) -> httpx.Response:
-        await asyncio.sleep(self.latencies.gemini_tag)
+    def _reranker_tag(self, body: dict[str, Any]) -> httpx.Response:
         return httpx.Response(200, json={"style": "streetwear", "occasion": "casual", "brand_style": None,
                                          "season": "autumn", "unknown": ["brand_style"], "provider": "fake"})
 
-    async def _reranker_rerank(self, body: dict[str, Any]) -> httpx.Response:
-        await asyncio.sleep(self.latencies.rerank)
+    def _reranker_rerank(self, body: dict[str, Any]) -> httpx.Response:
         ranked = []
         for c in body["candidates"]:
             key = (c["brand"], c["external_id"])
