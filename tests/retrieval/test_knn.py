@@ -1,153 +1,106 @@
-"""Filtered top-k on a real pgvector 0.6 HNSW index equals the exact filtered top-k."""
+"""Filtered top-k on real pgvector 0.6 indexes (global + one partial HNSW per brand) equals
+the exact filtered top-k, whatever the filter and whichever brand indexes exist."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 from psycopg import sql
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from unde.db.embedded import with_database
 from unde.db.pool import open_pool
 from unde.errors import BadInput
+from unde.retrieval.brand_index import brand_index_name, ensure_brand_index
 from unde.retrieval.knn import (
     ImageHit,
-    SearchPlan,
-    accept,
+    KnnQuery,
     best_per_sku,
-    escalate,
+    forget_profile,
     knn_images,
     knn_images_sync,
-    plan_search,
-    search_sql,
-    settings_sql,
+    plan_for_sync,
+)
+from unde.retrieval.knn_plan import SearchPlan
+
+from .conftest import (
+    DIM,
+    MODEL,
+    Catalog,
+    K,
+    available,
+    brand_filters,
+    copy_rows,
+    exact_ids,
+    queries,
+    units,
 )
 
-MODEL = "test-model-v1"
-N_SKUS, PHOTOS, N_BRANDS, DIM = 600, 5, 8, 512
-K = 50
+#: ef ≥ the mid brand (~900 photos): an HNSW search then visits the whole graph, so its
+#: top-k is exact and the answer must equal the exact one row for row. `EXHAUSTIVE` puts every
+#: search there: global ef_search 1000, and a union budget giving every brand ef 1000.
+EF_ALL = 1000
+EXHAUSTIVE: dict[str, Any] = {"ef_search": EF_ALL, "ef_budget": 10**6, "exact_max_rows": 0}
 
 
-def _units(rng: np.random.Generator, n: int) -> np.ndarray:
-    x = rng.standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+def plan_of(conn: psycopg.Connection, brand_filter: list[str] | None, **options: Any) -> SearchPlan:
+    return plan_for_sync(conn, KnnQuery(K, MODEL, brand_filter, **options))
 
 
-def clustered_catalog(seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cone + 24 styles (each brand uses 5) + SKU groups of 5 photos; Zipf-sized brands."""
-    rng = np.random.default_rng(seed)
-    cone, styles = _units(rng, 1)[0], _units(rng, 24)
-    sizes = 1.0 / np.arange(1, N_BRANDS + 1)
-    sku_brand = rng.choice(N_BRANDS, N_SKUS, p=sizes / sizes.sum())
-    brand_styles = np.stack([rng.choice(24, 5, replace=False) for _ in range(N_BRANDS)])
-    sku_style = brand_styles[sku_brand, rng.integers(0, 5, N_SKUS)]
-    sku_vec = 0.67 * cone + 0.5 * styles[sku_style] + 0.45 * _units(rng, N_SKUS)
-    rows = np.repeat(np.arange(N_SKUS), PHOTOS)
-    vectors = sku_vec[rows] + 0.3 * _units(rng, len(rows))
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors.astype(np.float32), sku_brand[rows], rows
+def assert_exact(hits: list[ImageHit], truth: list[int], brand_filter: list[str] | None) -> None:
+    assert [h.id for h in hits] == truth, brand_filter
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+    if brand_filter is not None:
+        assert {h.brand for h in hits} <= set(brand_filter)
 
 
-@pytest.fixture(scope="module")
-def catalog() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return clustered_catalog()
+def _drop_index(conn: psycopg.Connection, brand: str) -> None:
+    conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(brand_index_name(brand, MODEL))))
 
 
-@pytest.fixture(scope="module")
-def loaded_url(pg_admin_url: str, _templates: dict[str, str],
-               catalog: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Iterator[str]:
-    """One production database for the module, loaded once (HNSW inserts are the slow part)."""
-    name = "knn_module"
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(_templates["production"])))
-    url = with_database(pg_admin_url, name)
-    vectors, brands, skus = catalog
-    with psycopg.connect(url, autocommit=True) as conn:
-        register_vector(conn)
-        with conn.cursor().copy("COPY sku_image_embeddings (sku_id, brand, image_url, image_rank, "
-                                "image_hash, embedding, model_version, metadata) FROM STDIN (FORMAT BINARY)") as cp:
-            cp.set_types(["text", "text", "text", "int2", "text", "vector", "text", "jsonb"])
-            for i in range(len(vectors)):
-                cp.write_row((f"S{skus[i]}", f"b{brands[i]}", f"https://cdn/{i}.jpg", i % PHOTOS,
-                              f"h{i}", vectors[i], MODEL, Jsonb({"name": "x"})))
-        # Rows of another model version must never leak into results.
-        conn.execute("INSERT INTO sku_image_embeddings (sku_id, brand, image_url, image_rank, image_hash,"
-                     " embedding, model_version) SELECT sku_id, brand, image_url, image_rank, image_hash,"
-                     " embedding, 'other-model' FROM sku_image_embeddings LIMIT 500")
-        conn.execute("VACUUM ANALYZE sku_image_embeddings")
-    yield url
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture
-async def pool(loaded_url: str) -> AsyncIterator[AsyncConnectionPool]:
-    pool = await open_pool(loaded_url, name="test", min_size=1, max_size=2, vector=True)
-    yield pool
-    await pool.close()
-
-
-def brand_filters(brands: np.ndarray) -> list[list[str] | None]:
-    counts = np.bincount(brands, minlength=N_BRANDS)
-    order = [f"b{b}" for b in np.argsort(counts)]
-    return [[order[0]], [order[-1]], order[:2], order[:4], order[-4:], order, None]
-
-
-def exact_ids(conn: psycopg.Connection, q: np.ndarray, brands: list[str] | None, k: int) -> list[int]:
-    """Exact filtered top-k from PostgreSQL with index scans disabled."""
-    where = "model_version = %s" + ("" if brands is None else " AND brand = ANY(%s)")
-    params: list[object] = [MODEL] + ([] if brands is None else [brands])
-    with conn.transaction():
-        conn.execute("SET LOCAL enable_indexscan = off")
-        rows = conn.execute(f"SELECT id FROM sku_image_embeddings WHERE {where} "
-                            "ORDER BY embedding <=> %s LIMIT %s", [*params, q, k]).fetchall()
-    return [r[0] for r in rows]
-
-
-def queries(catalog: tuple[np.ndarray, np.ndarray, np.ndarray], n: int) -> np.ndarray:
-    vectors = catalog[0]
-    rng = np.random.default_rng(9)
-    picks = vectors[rng.integers(0, len(vectors), n)] + 0.5 * _units(rng, n)
-    return picks / np.linalg.norm(picks, axis=1, keepdims=True)
-
-
-def _available(brands: np.ndarray, brand_filter: list[str] | None) -> int:
-    if brand_filter is None:
-        return len(brands)
-    return int(np.isin(brands, [int(b[1:]) for b in brand_filter]).sum())
-
-
-async def test_default_plan_equals_exact_search_for_every_selectivity(
-        loaded_url: str, pool: AsyncConnectionPool,
-        catalog: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+async def test_partial_index_union_equals_exact_search_for_every_selectivity(
+        loaded_url: str, pool: AsyncConnectionPool, catalog: Catalog) -> None:
     _, brands, _ = catalog
     with psycopg.connect(loaded_url, autocommit=True) as conn:
         register_vector(conn)
+        kinds = set()
         for brand_filter in brand_filters(brands):
-            for q in queries(catalog, 6):
+            plan = plan_of(conn, brand_filter, **EXHAUSTIVE)
+            kinds.add(plan.kind)
+            if brand_filter is not None and len(brand_filter) <= 2:
+                assert plan.kind == "union" and len(plan.indexed) == len(brand_filter)
+            for q in queries(catalog, 5):
+                hits = await knn_images(pool, q, k=K, model_version=MODEL, brands=brand_filter,
+                                        **EXHAUSTIVE)
+                truth = exact_ids(conn, q, brand_filter, K)
+                assert len(hits) == min(K, available(brands, brand_filter)) == len(truth)
+                assert_exact(hits, truth, brand_filter)
+        assert kinds == {"union", "global"}  # many brands or no filter: the global index
+
+
+async def test_default_plan_equals_exact_search_for_every_selectivity(
+        loaded_url: str, pool: AsyncConnectionPool, catalog: Catalog) -> None:
+    """Default knobs: brands this small are scanned exactly."""
+    _, brands, _ = catalog
+    with psycopg.connect(loaded_url, autocommit=True) as conn:
+        register_vector(conn)
+        for brand_filter in brand_filters(brands)[:-1]:
+            for q in queries(catalog, 5):
                 hits = await knn_images(pool, q, k=K, model_version=MODEL, brands=brand_filter,
                                         ef_search=40)
                 truth = exact_ids(conn, q, brand_filter, K)
-                assert len(hits) == min(K, _available(brands, brand_filter)) == len(truth)
-                assert [h.id for h in hits] == truth, brand_filter
-                assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
-                if brand_filter is not None:
-                    assert {h.brand for h in hits} <= set(brand_filter)
+                assert len(hits) == min(K, available(brands, brand_filter)) == len(truth)
+                assert_exact(hits, truth, brand_filter)
 
 
-async def test_hnsw_path_returns_full_results_with_high_recall(
-        loaded_url: str, pool: AsyncConnectionPool,
-        catalog: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-    """Forced onto HNSW (exact_max_rows=0) from ef_search 40: never short, recall ≥ 0.95."""
+async def test_hnsw_paths_return_full_results_with_high_recall(
+        loaded_url: str, pool: AsyncConnectionPool, catalog: Catalog) -> None:
+    """Forced onto HNSW (exact_max_rows=0) at ef_search 40: never short, recall ≥ 0.95."""
     _, brands, _ = catalog
     recalls = []
     with psycopg.connect(loaded_url, autocommit=True) as conn:
@@ -157,14 +110,13 @@ async def test_hnsw_path_returns_full_results_with_high_recall(
                 hits = await knn_images(pool, q, k=K, model_version=MODEL, brands=brand_filter,
                                         ef_search=40, exact_max_rows=0)
                 truth = exact_ids(conn, q, brand_filter, K)
-                assert len(hits) == min(K, _available(brands, brand_filter)) == len(truth)
+                assert len(hits) == min(K, available(brands, brand_filter)) == len(truth)
                 assert len({h.id for h in hits}) == len(hits)
                 recalls.append(len({h.id for h in hits} & set(truth)) / len(truth))
     assert min(recalls) >= 0.9 and float(np.mean(recalls)) >= 0.95, recalls
 
 
-async def test_naive_filtered_hnsw_query_returns_too_few_rows(
-        loaded_url: str, catalog: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+async def test_naive_filtered_hnsw_query_returns_too_few_rows(loaded_url: str, catalog: Catalog) -> None:
     """The failure knn_images exists to avoid: post-filtered HNSW at ef_search 40."""
     _, brands, _ = catalog
     shortest = K
@@ -179,24 +131,119 @@ async def test_naive_filtered_hnsw_query_returns_too_few_rows(
                 shortest = min(shortest, len(rows))
                 hits = knn_images_sync(conn, q, k=K, model_version=MODEL, brands=brand_filter,
                                        ef_search=40, exact_max_rows=0)
-                assert len(hits) == min(K, _available(brands, brand_filter))
+                assert len(hits) == min(K, available(brands, brand_filter))
     assert shortest < K
 
 
-async def test_scores_are_cosine_similarity(loaded_url: str, pool: AsyncConnectionPool,
-                                            catalog: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+async def test_brands_without_index_are_scanned_exactly(knn_clone_url: str, catalog: Catalog) -> None:
+    """Some brand indexes missing (not built yet): still the exact answer, via exact scans."""
+    _, brands, _ = catalog
+    missing = {"b0", "b3", "b6"}
+    with psycopg.connect(knn_clone_url, autocommit=True) as conn:
+        register_vector(conn)
+        for brand in missing:
+            _drop_index(conn, brand)
+        unions = 0
+        for brand_filter in [*brand_filters(brands), ["b0", "b1"], ["b3"]]:
+            plan = plan_of(conn, brand_filter, **EXHAUSTIVE)
+            if plan.kind == "union":
+                assert brand_filter is not None
+                unions += 1
+                assert set(plan.exact_brands) == set(brand_filter) & missing
+                assert {part[0] for part in plan.indexed} == set(brand_filter) - missing
+            for q in queries(catalog, 4, seed=21):
+                hits = knn_images_sync(conn, q, k=K, model_version=MODEL, brands=brand_filter,
+                                       **EXHAUSTIVE)
+                assert_exact(hits, exact_ids(conn, q, brand_filter, K), brand_filter)
+        assert unions >= 4
+
+
+async def test_index_dropped_after_the_plan_was_cached_is_caught(
+        knn_clone_url: str, catalog: Catalog) -> None:
+    """The cached catalog still lists a dropped index: the brand's subquery is then planned
+    without it (global index + filter, or an exact scan); the answer stays exact."""
+    mid = ["b3"]
+    with psycopg.connect(knn_clone_url, autocommit=True) as conn:
+        register_vector(conn)
+        knn_images_sync(conn, queries(catalog, 1, seed=5)[0], k=K, model_version=MODEL,
+                        brands=mid, exact_max_rows=0)
+        _drop_index(conn, mid[0])
+        assert plan_of(conn, mid, exact_max_rows=0).indexed  # still cached as indexed
+        for q in queries(catalog, 4, seed=6):
+            hits = knn_images_sync(conn, q, k=K, model_version=MODEL, brands=mid,
+                                   ef_budget=100, exact_max_rows=0)
+            assert_exact(hits, exact_ids(conn, q, mid, K), mid)
+
+
+async def test_new_brand_appears_while_counts_are_cached(knn_clone_url: str, catalog: Catalog) -> None:
+    """A brand written after the pool cached its counts is found at once (exact scan), and
+    through its own index once the indexer has created it and the counts are refreshed."""
+    pool = await open_pool(knn_clone_url, name="test", min_size=1, max_size=1, vector=True)
+    try:
+        q = queries(catalog, 1, seed=31)[0]
+        mall = ["b1", "b2", "newbrand"]
+        before = await knn_images(pool, q, k=K, model_version=MODEL, brands=mall, exact_max_rows=0)
+        assert before and all(h.brand != "newbrand" for h in before)
+        rng = np.random.default_rng(3)
+        near = q + 0.3 * units(rng, 80)  # the new brand's photos are the nearest of all
+        near /= np.linalg.norm(near, axis=1, keepdims=True)
+        with psycopg.connect(knn_clone_url, autocommit=True) as conn:
+            register_vector(conn)
+            copy_rows(conn, near.astype(np.float32), ["newbrand"] * 80, [f"N{i}" for i in range(80)])
+            for brand_filter in (mall, None):
+                hits = await knn_images(pool, q, k=K, model_version=MODEL, brands=brand_filter,
+                                        **EXHAUSTIVE)
+                assert_exact(hits, exact_ids(conn, q, brand_filter, K), brand_filter)
+                assert sum(h.brand == "newbrand" for h in hits) >= 40
+            assert ensure_brand_index(conn, "newbrand", MODEL) is True
+            forget_profile(pool)
+            forget_profile(conn)
+            plan = plan_of(conn, mall, **EXHAUSTIVE)
+            assert ("newbrand", K, EF_ALL) in plan.indexed
+            hits = await knn_images(pool, q, k=K, model_version=MODEL, brands=mall,
+                                    **EXHAUSTIVE)
+            assert_exact(hits, exact_ids(conn, q, mall, K), mall)
+    finally:
+        await pool.close()
+
+
+async def test_stale_counts_after_deletes_are_caught(knn_clone_url: str, catalog: Catalog) -> None:
+    """Cached counts say a brand has more rows than it has now: its subquery looks short, the
+    plan is redone with fresh counts and the answer is still exact."""
+    _, brands, _ = catalog
+    small = brand_filters(brands)[0]
+    assert small is not None
+    with psycopg.connect(knn_clone_url, autocommit=True) as conn:
+        register_vector(conn)
+        q = queries(catalog, 1, seed=41)[0]
+        knn_images_sync(conn, q, k=K, model_version=MODEL, brands=small, exact_max_rows=0)
+        before = plan_of(conn, small, exact_max_rows=0)
+        assert [part[:2] for part in before.indexed] == [(small[0], K)]
+        conn.execute("DELETE FROM sku_image_embeddings WHERE id IN (SELECT id FROM sku_image_embeddings"
+                     " WHERE brand = %s AND model_version = %s ORDER BY id DESC OFFSET 30)",
+                     (small[0], MODEL))
+        hits = knn_images_sync(conn, q, k=K, model_version=MODEL, brands=small, **EXHAUSTIVE)
+        assert len(hits) == 30
+        assert_exact(hits, exact_ids(conn, q, small, K), small)
+
+
+async def test_scores_are_cosine_similarity(pool: AsyncConnectionPool, catalog: Catalog) -> None:
     vectors = catalog[0]
     q = queries(catalog, 1)[0]
-    hits = await knn_images(pool, q, k=5, model_version=MODEL, brands=None)
-    for hit in hits:
-        assert math.isclose(hit.score, float(vectors[hit.id - 1] @ q), abs_tol=1e-5)
-    assert hits[0].metadata == {"name": "x"}
+    for brand_filter in (None, ["b0"]):
+        hits = await knn_images(pool, q, k=5, model_version=MODEL, brands=brand_filter,
+                                exact_max_rows=0)
+        for hit in hits:
+            assert math.isclose(hit.score, float(vectors[hit.id - 1] @ q), abs_tol=1e-5)
+        assert hits[0].metadata == {"name": "x"}
 
 
 async def test_empty_and_unknown_brand_filters(pool: AsyncConnectionPool) -> None:
     q = np.ones(DIM, dtype=np.float32)
     assert await knn_images(pool, q, k=5, model_version=MODEL, brands=[]) == []
     assert await knn_images(pool, q, k=5, model_version=MODEL, brands=["nobody"]) == []
+    assert await knn_images(pool, q, k=5, model_version=MODEL, brands=["nobody", "b1"],
+                            exact_max_rows=0) != []
     assert await knn_images(pool, q, k=5, model_version="never-indexed", brands=None) == []
 
 
@@ -207,39 +254,6 @@ async def test_bad_vectors_and_k_are_rejected(pool: AsyncConnectionPool) -> None
         await knn_images(pool, [], k=5, model_version=MODEL, brands=None)
     with pytest.raises(BadInput):
         await knn_images(pool, [1.0] * DIM, k=0, model_version=MODEL, brands=None)
-
-
-def test_plan_choice() -> None:
-    assert plan_search(50, 3000, 235_000, 200, iterative=False).exact
-    assert plan_search(50, 3000, 235_000, 200, iterative=False, exact_max_rows=0) == SearchPlan(
-        ef=1000, limit=100)
-    # Half the rows kept: HNSW with ef enough to over-fetch 8× what the filter lets through,
-    # asking for 2k filtered rows.
-    assert plan_search(50, 117_500, 235_000, 40, iterative=False) == SearchPlan(ef=800, limit=100)
-    # Few rows kept: the exact scan is both right and cheaper.
-    assert plan_search(50, 11_750, 235_000, 40, iterative=False).exact
-    # 8% kept would need ef 1875: capped at pgvector's 1000 (escalation then goes exact).
-    assert plan_search(50, 18_800, 235_000, 40, iterative=False) == SearchPlan(ef=1000, limit=100)
-    assert plan_search(50, 20_000, 235_000, 40, iterative=True) == SearchPlan(ef=50, iterative=True,
-                                                                              limit=50)
-    assert escalate(SearchPlan(ef=200, limit=100), 50) == SearchPlan(ef=800, limit=100)
-    assert escalate(SearchPlan(ef=800, limit=100), 50) == SearchPlan(ef=1000, limit=100)
-    assert escalate(SearchPlan(ef=1000, limit=100), 50).exact
-    assert escalate(SearchPlan(ef=50, iterative=True, limit=50), 50).exact
-    # Fewer than 2k survivors below the ef cap → not trusted; at the cap k rows suffice.
-    assert not accept(SearchPlan(ef=300, limit=100), 70, 50)
-    assert accept(SearchPlan(ef=1000, limit=100), 70, 50)
-    assert not accept(SearchPlan(ef=1000, limit=100), 49, 50)
-    assert accept(SearchPlan(ef=None, limit=50), 3, 50)
-
-
-def test_sql_shapes() -> None:
-    exact = search_sql(SearchPlan(ef=None), filtered=True)
-    assert "(embedding <=> %(q)s) + 0" in exact and "brand = ANY" in exact
-    assert settings_sql(SearchPlan(ef=None)) == []
-    iterative = SearchPlan(ef=100, iterative=True)
-    assert "MATERIALIZED" in search_sql(iterative, filtered=False)
-    assert ("hnsw.iterative_scan", "relaxed_order") in settings_sql(iterative)
 
 
 def test_best_per_sku_keeps_the_best_photo_per_sku() -> None:

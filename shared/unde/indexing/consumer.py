@@ -33,6 +33,7 @@ from unde.fetch import FetchPolicy, fetch_bytes
 from unde.indexing import queue
 from unde.indexing.queue import Job
 from unde.models.base import ImageEmbedder
+from unde.retrieval.brand_index import ensure_brand_index_async
 from unde.vision.images import decode_image
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class IndexConsumer:
         self.client = client
         self.policy = policy
         self.config = config or ConsumerConfig()
+        self._brands_with_index: set[str] = set()
 
     @property
     def model_version(self) -> str:
@@ -234,9 +236,28 @@ class IndexConsumer:
                 if batch.digests.get(job.id) in batch.to_embed:
                     batch.errors[job.id] = UndeError(f"embedding failed: {exc.__class__.__name__}")
         counts.inferred = len(vectors)
+        await self._ensure_brand_indexes(batch)
         async with self.pool.connection() as conn, conn.transaction():
             await self._write(conn, batch, vectors, counts)
         return counts
+
+    async def _ensure_brand_indexes(self, batch: _Batch) -> None:
+        """Create the partial HNSW index of each brand seen for the first time (before its rows).
+
+        Search stays correct without it (unindexed brands are scanned exactly), so a failure
+        is logged and retried with the next batch instead of failing this one.
+        """
+        brands = {job.brand for job in batch.jobs if job.id not in batch.errors} - self._brands_with_index
+        if not brands:
+            return
+        async with self.pool.connection() as conn:
+            for brand in sorted(brands):
+                try:
+                    if await ensure_brand_index_async(conn, brand, self.model_version):
+                        log.info("created the search index of brand %r (%s)", brand, self.model_version)
+                    self._brands_with_index.add(brand)
+                except Exception:
+                    log.warning("could not create the search index of brand %r", brand, exc_info=True)
 
     async def _write(self, conn: AsyncConnection[Any], batch: _Batch,
                      vectors: dict[str, np.ndarray], counts: IndexCounts) -> None:

@@ -6,46 +6,41 @@ similarity, ``1 - (embedding <=> query)``.
 
 Why not just ``WHERE brand = ANY(...) ORDER BY embedding <=> q LIMIT k``: on pgvector < 0.8
 an HNSW scan yields at most ``hnsw.ef_search`` tuples and the brand filter is applied *after*
-it, so a filter keeping a fraction ``s`` of the rows returns about ``ef_search × s`` rows —
-silently fewer than k (measured: ef 40, half the brands → ~20 of 50 rows, recall 0.39).
+it. Brands cluster by style, so the graph neighbourhood of a query holds few rows of a given
+brand: at 235K × 512 (bench/pgvector.py) a single large brand gets recall 0.27 and sometimes
+0 rows even at ef 1000.
 
-What this module does (measured at 235K × 512 in ``bench/pgvector.py``):
+How this module answers (plans, chosen per query from cached per-brand row counts):
 
-1. Per pool (or connection) it caches the pgvector version (once) and per-brand row counts of
-   each model version (refreshed every `COUNTS_TTL_S`), so it knows how many rows the filter
-   keeps (``s`` = kept / rows in the HNSW index) without asking the planner.
-2. Path choice by a cost model. HNSW work grows with ``ef ≈ k × OVERFETCH / s``; an exact scan
-   (a bitmap scan on the brand index, distances computed for every kept row) grows with the
-   kept rows. When the kept rows are at most `EXACT_MAX_ROWS` the exact scan is both correct
-   and the faster one; otherwise HNSW runs with ``SET LOCAL hnsw.ef_search =
-   min(MAX_EF, max(ef_search, k × OVERFETCH / s))`` in a transaction and asks for
-   ``SURVIVORS × k`` filtered rows: fewer survivors mean the query sits where the filter is
-   locally sparser than average (brands cluster by style), so ef is raised.
-   The exact path orders by an expression (``(embedding <=> q) + 0``) the index cannot serve,
-   so the planner never swaps in the lossy index scan.
-3. On pgvector ≥ 0.8 the HNSW path turns on ``hnsw.iterative_scan = relaxed_order`` (the scan
-   continues until k rows pass the filter) and re-sorts the k rows.
-4. Whatever the path, a result shorter than k is never returned as is: HNSW is retried with
-   ef 4× larger (up to `MAX_EF`), then the exact scan answers. The cached counts therefore
-   steer speed only, never correctness.
+* ``union`` — one partial HNSW index per (brand, model_version)
+  (`unde.retrieval.brand_index`, created by the indexer) holds only that brand's photos, so a
+  search in it needs no filter and returns full k rows. The mall query is a UNION ALL of one
+  ``ORDER BY embedding <=> q LIMIT k`` per brand, brand and model version inlined as SQL
+  literals (a parameter would not prove the partial index's predicate), merged by an outer
+  ORDER BY distance LIMIT k. Each brand gets a share of an ef budget by its rows (a query far
+  from all of a large brand's photos has its top-k spread over many style clusters and needs
+  a large ef; a small brand's graph is walked whole at a small one); brands are grouped into
+  ef tiers, one statement per tier, all in one pipelined transaction. Brands of at most
+  `exact_max_rows` rows, brands without a valid index yet and brands unknown to the cached
+  counts are scanned exactly in one more subquery (bitmap scan on the brand index), so a
+  missing index costs speed, never correctness. Every indexed subquery must return
+  min(k, brand rows); an aggregate reports it, and a shortfall (counts gone stale, an index
+  dropped) re-plans with fresh counts, then falls back to exact scans.
+* ``global`` — the one global HNSW index with the filter applied after it, ef raised to
+  ``k × OVERFETCH / kept share`` and ``SURVIVORS × k`` rows asked for; used when it is cheaper
+  than the union (many brands, most rows kept, or no filter). A short result escalates ef,
+  then goes to the union/exact plan. On pgvector ≥ 0.8 it uses iterative scans
+  (``hnsw.iterative_scan = relaxed_order``) instead of over-fetching.
+* ``exact`` — every kept row is scanned (ordering by ``(embedding <=> q) + 0`` so the planner
+  cannot swap in a lossy index scan): tiny filters, and the last resort.
 
-Measured (bench/pgvector.py, 235K rows, 40 Zipf brands that cluster by style, street-like
-queries, machine load ~6 on 2 cores): never fewer rows than exist (min 50/50 vs 16/50 for the
-naive ef-40 query), recall@50 0.966 overall (0.94 unfiltered … 1.0 small brands; naive ef 40:
-0.31), but p50 ~35–50 ms / p99 up to ~0.6 s, far from the 10 ms target: on pgvector 0.6 a
-selective filter costs either ef ≈ 1000 or an exact scan. The way to 10 ms on 0.6 is physical:
-LIST/HASH-partition `sku_image_embeddings` by brand with an HNSW index per partition (the
-brand filter then prunes partitions and each partition's scan is unfiltered), or pgvector ≥ 0.8
-in production, where this module already switches to iterative scans.
-
-The embedding column is stored PLAIN (migration 0004): a 512-d vector is 2 KB, which the
-default EXTERNAL storage moves to TOAST, making every exact distance a TOAST fetch (measured
-50K rows: 650 ms TOASTed vs 65 ms PLAIN).
+The choice is a cost model in microseconds (`unde.retrieval.knn_plan.PlanCosts`, measured in
+bench/pgvector.py). The embedding column is stored PLAIN (migration 0004) so exact distances
+never fetch TOAST. The global index stays: it serves no-mall queries and malls keeping most
+brands far cheaper than a union of dozens of brand searches (bench/pgvector.py).
 """
-
 from __future__ import annotations
 
-import math
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -58,24 +53,28 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from unde.errors import BadInput
+from unde.retrieval.brand_index import valid_brand_indexes, valid_brand_indexes_async
+from unde.retrieval.knn_plan import (
+    COUNTS_SQL,
+    EXACT_MAX_ROWS,
+    GLOBAL_INDEX,
+    GLOBAL_SQL,
+    MAX_EF,
+    TOTAL_SQL,
+    UNION_EF_BUDGET,
+    VERSION_SQL,
+    Catalog,
+    SearchPlan,
+    accept,
+    build_catalog,
+    fallback,
+    parse_version,
+    plan_search,
+    statements,
+)
 
-#: ef_search for the HNSW path is at least k × OVERFETCH / (fraction of rows the filter keeps).
-OVERFETCH = 8.0
-#: The HNSW path asks for k × SURVIVORS filtered rows; fewer means the filter is locally more
-#: selective than on average (brands cluster by style), so the top k may be wrong: raise ef.
-SURVIVORS = 2
-#: pgvector caps hnsw.ef_search at 1000.
-MAX_EF = 1000
-#: Filters keeping at most this many rows are answered by the exact scan. Measured on pgvector
-#: 0.6.2 here: an exact distance costs ~1.3–4 µs/row (unvectorised build, loaded machine), an
-#: HNSW search ~17 µs per unit of ef, so with ef ≈ 3k/s the two cross near 12K kept rows.
-EXACT_MAX_ROWS = 12_000
-#: How long per-brand row counts are trusted (they only steer the path choice).
+#: How long per-brand row counts and the list of valid brand indexes are trusted.
 COUNTS_TTL_S = 300.0
-#: On pgvector ≥ 0.8, how many tuples an iterative scan may visit at most.
-MAX_SCAN_TUPLES = 50_000
-
-_COLUMNS = "id, brand, sku_id, image_url, image_rank, metadata"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,101 +102,13 @@ class SkuHit:
     hits: tuple[ImageHit, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class SearchPlan:
-    """How one query runs: `ef` is None for the exact scan; `limit` rows are asked for."""
-
-    ef: int | None
-    iterative: bool = False
-    limit: int = 0
-
-    @property
-    def exact(self) -> bool:
-        return self.ef is None
-
-
 @dataclass(slots=True)
 class _Profile:
-    """What is cached per pool/connection: pgvector version and per-brand row counts."""
-
     version: tuple[int, ...] | None = None
-    counts: dict[str, tuple[float, dict[str, int], int]] = field(default_factory=dict)
+    catalogs: dict[str, tuple[float, Catalog]] = field(default_factory=dict)
 
 
 _profiles: weakref.WeakKeyDictionary[Any, _Profile] = weakref.WeakKeyDictionary()
-
-VERSION_SQL = "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
-COUNTS_SQL = (
-    "SELECT brand, count(*) FROM sku_image_embeddings WHERE model_version = %s GROUP BY brand"
-)
-TOTAL_SQL = "SELECT count(*) FROM sku_image_embeddings"
-
-
-def parse_version(text: str | None) -> tuple[int, ...]:
-    """'0.6.2' → (0, 6, 2); missing extension → (0,)."""
-    if not text:
-        return (0,)
-    return tuple(int(part) for part in text.split(".") if part.isdigit())
-
-
-def supports_iterative_scan(version: tuple[int, ...]) -> bool:
-    """`hnsw.iterative_scan` exists from pgvector 0.8.0."""
-    return version >= (0, 8)
-
-
-def plan_search(k: int, kept_rows: int, total_rows: int, ef_search: int, iterative: bool,
-                exact_max_rows: int = EXACT_MAX_ROWS) -> SearchPlan:
-    """Choose exact scan or HNSW (with which ef) from how many rows the filter keeps."""
-    if kept_rows <= max(exact_max_rows, k) or total_rows <= 0:
-        return SearchPlan(ef=None, limit=k)
-    if iterative:
-        return SearchPlan(ef=max(ef_search, k), iterative=True, limit=k)
-    fraction = min(1.0, kept_rows / total_rows)
-    needed = math.ceil(k * OVERFETCH / fraction)
-    limit = k * SURVIVORS
-    return SearchPlan(ef=min(MAX_EF, max(ef_search, needed, limit)), limit=limit)
-
-
-def escalate(plan: SearchPlan, k: int) -> SearchPlan:
-    """The next, more thorough plan after a short HNSW result."""
-    if plan.exact or plan.iterative or plan.ef is None or plan.ef >= MAX_EF:
-        return SearchPlan(ef=None, limit=k)
-    return SearchPlan(ef=min(MAX_EF, plan.ef * 4), limit=plan.limit)
-
-
-def accept(plan: SearchPlan, rows: int, k: int) -> bool:
-    """Is this result trustworthy as the top k? (else escalate)."""
-    if plan.exact or plan.iterative:
-        return plan.exact or rows >= k
-    if plan.ef is not None and plan.ef >= MAX_EF:
-        return rows >= k
-    return rows >= plan.limit
-
-
-def search_sql(plan: SearchPlan, filtered: bool) -> str:
-    """The SELECT for a plan; parameters: q, model_version, [brands], k."""
-    where = "model_version = %(model_version)s AND embedding IS NOT NULL"
-    if filtered:
-        where += " AND brand = ANY(%(brands)s)"
-    distance = "embedding <=> %(q)s"
-    order = f"({distance}) + 0" if plan.exact else distance
-    inner = (f"SELECT {_COLUMNS}, {distance} AS distance FROM sku_image_embeddings "
-             f"WHERE {where} ORDER BY {order} LIMIT %(k)s")
-    if plan.iterative:
-        return f"WITH hits AS MATERIALIZED ({inner}) SELECT * FROM hits ORDER BY distance, id"
-    return inner
-
-
-def settings_sql(plan: SearchPlan) -> list[tuple[str, str]]:
-    """Transaction-local settings a plan needs, as (name, value) for set_config."""
-    if plan.exact:
-        return []
-    assert plan.ef is not None
-    out = [("hnsw.ef_search", str(plan.ef))]
-    if plan.iterative:
-        out += [("hnsw.iterative_scan", "relaxed_order"),
-                ("hnsw.max_scan_tuples", str(MAX_SCAN_TUPLES))]
-    return out
 
 
 def query_vector(vector: Sequence[float] | np.ndarray, dim: int | None = None) -> np.ndarray:
@@ -216,19 +127,6 @@ def _hit(row: Mapping[str, Any]) -> ImageHit:
                     score=1.0 - float(row["distance"]), metadata=row["metadata"] or {})
 
 
-def _kept(counts: Mapping[str, int], brands: Sequence[str] | None) -> int:
-    if brands is None:
-        return sum(counts.values())
-    return sum(counts.get(brand, 0) for brand in set(brands))
-
-
-def _params(q: np.ndarray, model_version: str, brands: Sequence[str] | None) -> dict[str, Any]:
-    params: dict[str, Any] = {"q": q, "model_version": model_version}
-    if brands is not None:
-        params["brands"] = sorted(set(brands))
-    return params
-
-
 def _check_args(k: int, ef_search: int) -> None:
     if not 1 <= k <= MAX_EF:
         raise BadInput(f"k must be between 1 and {MAX_EF}", field="top_k")
@@ -236,119 +134,208 @@ def _check_args(k: int, ef_search: int) -> None:
         raise BadInput("ef_search must be positive", field="ef_search")
 
 
-async def _profile_async(owner: Any, conn: AsyncConnection[Any], model_version: str
-                         ) -> tuple[tuple[int, ...], dict[str, int], int]:
+def _cached(owner: Any, model_version: str) -> tuple[_Profile, Catalog | None]:
     profile = _profiles.setdefault(owner, _Profile())
+    entry = profile.catalogs.get(model_version)
+    if entry is None or time.monotonic() - entry[0] > COUNTS_TTL_S:
+        return profile, None
+    return profile, entry[1]
+
+
+async def _catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: str) -> Catalog:
+    profile, catalog = _cached(owner, model_version)
+    if catalog is not None:
+        return catalog
     if profile.version is None:
         row = await (await conn.execute(VERSION_SQL)).fetchone()
         profile.version = parse_version(row[0] if row else None)
-    cached = profile.counts.get(model_version)
-    if cached is None or time.monotonic() - cached[0] > COUNTS_TTL_S:
-        rows = await (await conn.execute(COUNTS_SQL, (model_version,))).fetchall()
-        total_row = await (await conn.execute(TOTAL_SQL)).fetchone()
-        cached = (time.monotonic(), {r[0]: int(r[1]) for r in rows}, int(total_row[0] if total_row else 0))
-        profile.counts[model_version] = cached
-    return profile.version, cached[1], cached[2]
+    counts = {r[0]: int(r[1]) for r in await (await conn.execute(COUNTS_SQL, (model_version,))).fetchall()}
+    total = await (await conn.execute(TOTAL_SQL)).fetchone()
+    global_index = await (await conn.execute(GLOBAL_SQL, (GLOBAL_INDEX,))).fetchone()
+    catalog = build_catalog(profile.version, model_version, counts, int(total[0]) if total else 0,
+                       await valid_brand_indexes_async(conn), bool(global_index and global_index[0]))
+    profile.catalogs[model_version] = (time.monotonic(), catalog)
+    return catalog
 
 
-async def _run_async(conn: AsyncConnection[Any], plan: SearchPlan, params: dict[str, Any],
-                     filtered: bool) -> list[ImageHit]:
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        for name, value in settings_sql(plan):
-            await cur.execute("SELECT set_config(%s, %s, true)", (name, value))
-        await cur.execute(search_sql(plan, filtered), {**params, "k": plan.limit})
-        return [_hit(row) for row in await cur.fetchall()]
+def _catalog_sync(owner: Any, conn: Connection[Any], model_version: str) -> Catalog:
+    profile, catalog = _cached(owner, model_version)
+    if catalog is not None:
+        return catalog
+    if profile.version is None:
+        row = conn.execute(VERSION_SQL).fetchone()
+        profile.version = parse_version(row[0] if row else None)
+    counts = {r[0]: int(r[1]) for r in conn.execute(COUNTS_SQL, (model_version,)).fetchall()}
+    total = conn.execute(TOTAL_SQL).fetchone()
+    global_index = conn.execute(GLOBAL_SQL, (GLOBAL_INDEX,)).fetchone()
+    catalog = build_catalog(profile.version, model_version, counts, int(total[0]) if total else 0,
+                       valid_brand_indexes(conn), bool(global_index and global_index[0]))
+    profile.catalogs[model_version] = (time.monotonic(), catalog)
+    return catalog
+
+
+def _params(q: np.ndarray, brands: Sequence[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"q": q}
+    if brands is not None:
+        params["brands"] = sorted(set(brands))
+    return params
+
+
+def _merge(results: Sequence[Sequence[Mapping[str, Any]]], k: int) -> list[ImageHit]:
+    if len(results) == 1:
+        return [_hit(row) for row in results[0]]
+    rows = sorted((row for rows in results for row in rows), key=lambda r: (r["distance"], r["id"]))
+    return [_hit(row) for row in rows[:k]]
+
+
+def _complete(rows: Sequence[Mapping[str, Any]], indexed_parts: int) -> bool:
+    if not rows:  # nothing came back: fine only if no indexed brand was asked
+        return indexed_parts == 0
+    return bool(rows[0]["complete"])
+
+
+async def _run_async(conn: AsyncConnection[Any], plan: SearchPlan, model_version: str,
+                     params: dict[str, Any]) -> tuple[list[ImageHit], bool]:
+    """All statements of a plan in one transaction, pipelined (one round trip)."""
+    results, complete = [], True
+    async with conn.pipeline(), conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        for settings, statement, indexed_parts in statements(plan, model_version, "brands" in params):
+            for name, value in settings:
+                await cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+            await cur.execute(statement, params)
+            rows = await cur.fetchall()
+            complete = complete and _complete(rows, indexed_parts)
+            results.append(rows)
+    return _merge(results, plan.limit), complete
+
+
+def _run_sync(conn: Connection[Any], plan: SearchPlan, model_version: str,
+              params: dict[str, Any]) -> tuple[list[ImageHit], bool]:
+    results, complete = [], True
+    with conn.pipeline(), conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        for settings, statement, indexed_parts in statements(plan, model_version, "brands" in params):
+            for name, value in settings:
+                cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+            cur.execute(statement, params)
+            rows = cur.fetchall()
+            complete = complete and _complete(rows, indexed_parts)
+            results.append(rows)
+    return _merge(results, plan.limit), complete
+
+
+@dataclass(frozen=True, slots=True)
+class KnnQuery:
+    """One search's arguments, as the planner needs them."""
+
+    k: int
+    model_version: str
+    brands: Sequence[str] | None
+    ef_search: int = 200
+    exact_max_rows: int = EXACT_MAX_ROWS
+    use_brand_indexes: bool = True
+    ef_budget: int = UNION_EF_BUDGET
+
+    def plan(self, catalog: Catalog, use_brand_indexes: bool = True) -> SearchPlan:
+        return plan_search(self.k, catalog, self.brands, self.ef_search,
+                           exact_max_rows=self.exact_max_rows, ef_budget=self.ef_budget,
+                           use_brand_indexes=self.use_brand_indexes and use_brand_indexes)
+
+    def fallback(self, plan: SearchPlan, catalog: Catalog, refreshed: bool) -> SearchPlan:
+        return fallback(plan, self.k, catalog, self.brands, self.ef_search,
+                        self.use_brand_indexes and not refreshed, self.ef_budget)
+
+
+def _start(k: int, ef_search: int, brands: Sequence[str] | None, vector: Any) -> np.ndarray | None:
+    _check_args(k, ef_search)
+    if brands is not None and not brands:
+        return None
+    return query_vector(vector)
 
 
 async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, vector: Any, *,
                      k: int, model_version: str, brands: Sequence[str] | None,
-                     ef_search: int = 200, exact_max_rows: int = EXACT_MAX_ROWS) -> list[ImageHit]:
+                     ef_search: int = 200, exact_max_rows: int = EXACT_MAX_ROWS,
+                     use_brand_indexes: bool = True,
+                     ef_budget: int = UNION_EF_BUDGET) -> list[ImageHit]:
     """The true top-k catalog photos nearest to `vector` among `brands` (None = all brands).
 
     The pool's connections need pgvector registered (`open_pool(..., vector=True)`).
-    Returns min(k, rows matching the filter) hits, best first. `exact_max_rows`: filters
-    keeping at most this many rows use the exact scan (see the module docstring).
+    Returns min(k, rows matching the filter) hits, best first. `ef_search`: the floor of
+    the global HNSW search's ef (and no brand's ef is capped below it); `ef_budget`: the ef a
+    union plan shares among its brands (see `unde.retrieval.knn_plan.union_plan`); brands
+    (and whole filters) of at most
+    `exact_max_rows` rows are scanned exactly; `use_brand_indexes=False` ignores the
+    per-brand indexes (the previous design, kept as the benchmark's baseline).
     """
-    _check_args(k, ef_search)
-    if brands is not None and not brands:
+    q = _start(k, ef_search, brands, vector)
+    if q is None:
         return []
-    q = query_vector(vector)
+    query = KnnQuery(k, model_version, brands, ef_search, exact_max_rows, use_brand_indexes, ef_budget)
     if isinstance(conn_or_pool, AsyncConnectionPool):
         async with conn_or_pool.connection() as conn:
-            return await _knn_async(conn_or_pool, conn, q, k, model_version, brands, ef_search,
-                                    exact_max_rows)
-    return await _knn_async(conn_or_pool, conn_or_pool, q, k, model_version, brands, ef_search,
-                            exact_max_rows)
+            return await _knn_async(conn_or_pool, conn, q, query)
+    return await _knn_async(conn_or_pool, conn_or_pool, q, query)
 
 
-async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray, k: int,
-                     model_version: str, brands: Sequence[str] | None,
-                     ef_search: int, exact_max_rows: int) -> list[ImageHit]:
-    version, counts, total = await _profile_async(owner, conn, model_version)
-    plan = plan_search(k, _kept(counts, brands), total, ef_search,
-                       supports_iterative_scan(version), exact_max_rows)
-    params = _params(q, model_version, brands)
+async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray,
+                     query: KnnQuery) -> list[ImageHit]:
+    catalog = await _catalog_async(owner, conn, query.model_version)
+    plan = query.plan(catalog)
+    params = _params(q, query.brands)
+    refreshed = False
     while True:
-        hits = await _run_async(conn, plan, params, brands is not None)
-        if accept(plan, len(hits), k):
-            return hits[:k]
-        plan = escalate(plan, k)
-
-
-def _profile_sync(owner: Any, conn: Connection[Any], model_version: str
-                  ) -> tuple[tuple[int, ...], dict[str, int], int]:
-    profile = _profiles.setdefault(owner, _Profile())
-    if profile.version is None:
-        row = conn.execute(VERSION_SQL).fetchone()
-        profile.version = parse_version(row[0] if row else None)
-    cached = profile.counts.get(model_version)
-    if cached is None or time.monotonic() - cached[0] > COUNTS_TTL_S:
-        rows = conn.execute(COUNTS_SQL, (model_version,)).fetchall()
-        total_row = conn.execute(TOTAL_SQL).fetchone()
-        cached = (time.monotonic(), {r[0]: int(r[1]) for r in rows}, int(total_row[0] if total_row else 0))
-        profile.counts[model_version] = cached
-    return profile.version, cached[1], cached[2]
-
-
-def _run_sync(conn: Connection[Any], plan: SearchPlan, params: dict[str, Any],
-              filtered: bool) -> list[ImageHit]:
-    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        for name, value in settings_sql(plan):
-            cur.execute("SELECT set_config(%s, %s, true)", (name, value))
-        cur.execute(search_sql(plan, filtered), {**params, "k": plan.limit})
-        return [_hit(row) for row in cur.fetchall()]
+        hits, complete = await _run_async(conn, plan, query.model_version, params)
+        if accept(plan, len(hits), complete, query.k):
+            return hits[:query.k]
+        if plan.kind == "union" and not refreshed:  # stale counts or index list: re-plan
+            refreshed = True
+            forget_profile(owner)
+            catalog = await _catalog_async(owner, conn, query.model_version)
+            plan = query.plan(catalog)
+            continue
+        plan = query.fallback(plan, catalog, refreshed)
 
 
 def knn_images_sync(conn_or_pool: Connection[Any] | ConnectionPool, vector: Any, *, k: int,
-                    model_version: str, brands: Sequence[str] | None,
-                    ef_search: int = 200, exact_max_rows: int = EXACT_MAX_ROWS) -> list[ImageHit]:
+                    model_version: str, brands: Sequence[str] | None, ef_search: int = 200,
+                    exact_max_rows: int = EXACT_MAX_ROWS, use_brand_indexes: bool = True,
+                    ef_budget: int = UNION_EF_BUDGET) -> list[ImageHit]:
     """Blocking twin of `knn_images` (benchmarks, CLI); same plan, same guarantees."""
-    _check_args(k, ef_search)
-    if brands is not None and not brands:
+    q = _start(k, ef_search, brands, vector)
+    if q is None:
         return []
-    q = query_vector(vector)
+    query = KnnQuery(k, model_version, brands, ef_search, exact_max_rows, use_brand_indexes, ef_budget)
     if isinstance(conn_or_pool, ConnectionPool):
         with conn_or_pool.connection() as conn:
-            return _knn_sync(conn_or_pool, conn, q, k, model_version, brands, ef_search, exact_max_rows)
-    return _knn_sync(conn_or_pool, conn_or_pool, q, k, model_version, brands, ef_search,
-                     exact_max_rows)
+            return _knn_sync(conn_or_pool, conn, q, query)
+    return _knn_sync(conn_or_pool, conn_or_pool, q, query)
 
 
-def _knn_sync(owner: Any, conn: Connection[Any], q: np.ndarray, k: int, model_version: str,
-              brands: Sequence[str] | None, ef_search: int, exact_max_rows: int) -> list[ImageHit]:
-    version, counts, total = _profile_sync(owner, conn, model_version)
-    plan = plan_search(k, _kept(counts, brands), total, ef_search,
-                       supports_iterative_scan(version), exact_max_rows)
-    params = _params(q, model_version, brands)
+def _knn_sync(owner: Any, conn: Connection[Any], q: np.ndarray, query: KnnQuery) -> list[ImageHit]:
+    catalog = _catalog_sync(owner, conn, query.model_version)
+    plan = query.plan(catalog)
+    params = _params(q, query.brands)
+    refreshed = False
     while True:
-        hits = _run_sync(conn, plan, params, brands is not None)
-        if accept(plan, len(hits), k):
-            return hits[:k]
-        plan = escalate(plan, k)
+        hits, complete = _run_sync(conn, plan, query.model_version, params)
+        if accept(plan, len(hits), complete, query.k):
+            return hits[:query.k]
+        if plan.kind == "union" and not refreshed:
+            refreshed = True
+            forget_profile(owner)
+            catalog = _catalog_sync(owner, conn, query.model_version)
+            plan = query.plan(catalog)
+            continue
+        plan = query.fallback(plan, catalog, refreshed)
+
+
+def plan_for_sync(conn: Connection[Any], query: KnnQuery) -> SearchPlan:
+    """The first plan `knn_images_sync(conn, ...)` would run for `query` (diagnostics, bench)."""
+    return query.plan(_catalog_sync(conn, conn, query.model_version))
 
 
 def forget_profile(conn_or_pool: Any) -> None:
-    """Drop the cached version and counts (after a bulk load, or in tests)."""
+    """Drop the cached version, counts and index list (after a bulk load, or in tests)."""
     _profiles.pop(conn_or_pool, None)
 
 

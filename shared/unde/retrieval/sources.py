@@ -11,9 +11,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from unde.errors import UpstreamError
+from unde.errors import StoreError, UpstreamError
 from unde.providers.ximilar import XimilarClient
 from unde.providers.ximilar.mapping import ximilar_similarity
 from unde.retrieval.dual import Embedding, XimilarHits
@@ -51,8 +52,11 @@ async def pgvector_candidates(pool: AsyncConnectionPool, embedding: Embedding, t
                               brands: Sequence[str] | None, *, ef_search: int) -> list[Candidate]:
     """Best photo per SKU among `brands`, `top_k` SKUs at most, scores = cosine similarity."""
     k = min(MAX_KNN_IMAGES, top_k * IMAGES_PER_SKU)
-    hits = await knn_images(pool, embedding.vector, k=k, model_version=embedding.model_version,
-                            brands=brands, ef_search=ef_search)
+    try:
+        hits = await knn_images(pool, embedding.vector, k=k, model_version=embedding.model_version,
+                                brands=brands, ef_search=ef_search)
+    except psycopg.Error as exc:  # server restarting, connection cut, pool time-out: a store outage
+        raise StoreError(f"pgvector search failed: {exc}") from exc
     return [Candidate(brand=sku.brand, external_id=sku.sku_id, score=sku.score, source="pgvector",
                       image_urls=_image_urls(sku.metadata, sku.best_image_url),
                       metadata=catalog_metadata(sku.metadata))
