@@ -26,6 +26,8 @@ from unde.logs import configure_logging
 from unde.models.embed_request import EmbedRequest, check_bbox, parse_bbox
 from unde.models.embedding_service import EmbeddingService
 from unde.models.registry import load_embedder, resolved_provider
+from unde.openapi import Operation, document
+from unde.response_shapes import EmbedResponse
 from unde.runtime import Lazy, function_router
 from unde.settings import EmbedderSettings, load_settings, secret_value
 from unde.vision.image_input import ImageLoader, ImageRef, read_upload
@@ -100,8 +102,13 @@ async def health() -> Mapping[str, Any]:
     return {**service.describe(), "max_batch": SETTINGS.embed_max_batch}
 
 
+OPERATIONS = [
+    Operation("POST", "/embed", "Images → L2-normalised embeddings", EmbedResponse, body=EmbedRequest,
+              upload_fields=("bbox",), errors=(502, 504)),
+]
+OPENAPI = document(SERVICE, OPERATIONS, description=__doc__)
 ROUTER = function_router(SERVICE, {"POST /embed": embed}, health,
-                         internal_token=secret_value(SETTINGS.internal_token))
+                         internal_token=secret_value(SETTINGS.internal_token), openapi=OPENAPI)
 
 
 @functions_framework.aio.http

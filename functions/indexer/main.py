@@ -24,6 +24,8 @@ from unde.http import media_type, parse_json, read_body, validate
 from unde.indexing.queue import QUEUE_DEPTH_SQL
 from unde.indexing.service import IndexingService, open_service
 from unde.logs import configure_logging
+from unde.openapi import Operation, document
+from unde.response_shapes import EmbedBatchResponse, PlanResponse
 from unde.runtime import Lazy, function_router
 from unde.settings import IndexerSettings, load_settings, secret_value
 
@@ -37,7 +39,14 @@ class EmbedBatchRequest(BaseModel):
     """`POST /embed_batch` body."""
 
     model_config = ConfigDict(extra="forbid")
-    max_jobs: int = Field(SETTINGS.index_batch_size, ge=1, le=MAX_JOBS_PER_REQUEST)
+    max_jobs: int | None = Field(None, ge=1, le=MAX_JOBS_PER_REQUEST,
+                                 description="images to claim now (default INDEX_BATCH_SIZE)")
+
+
+class PlanRequest(BaseModel):
+    """`POST /plan` takes no parameters: `{}` or an empty body."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 async def _open() -> IndexingService:
@@ -59,7 +68,7 @@ async def embed_batch(request: Request) -> Mapping[str, Any]:
     """`POST /embed_batch`: one bounded run of the consumer."""
     body = validate(EmbedBatchRequest, await _read_optional_json(request))
     service = await INDEXER.get()
-    counts = await service.consume(body.max_jobs)
+    counts = await service.consume(body.max_jobs or SETTINGS.index_batch_size)
     return {**counts.as_dict(), "model_version": service.model_version,
             "queue_depth": await service.depth()}
 
@@ -85,9 +94,16 @@ async def health() -> Mapping[str, Any]:
             "queue_depth_sql": QUEUE_DEPTH_SQL}
 
 
+OPERATIONS = [
+    Operation("POST", "/embed_batch", "Claim and embed up to max_jobs queued catalog images now",
+              EmbedBatchResponse, body=EmbedBatchRequest, body_required=False, errors=(503,)),
+    Operation("POST", "/plan", "Enqueue every catalog image not yet embedded", PlanResponse,
+              body=PlanRequest, body_required=False, errors=(503,)),
+]
+OPENAPI = document(SERVICE, OPERATIONS, description=__doc__)
 ROUTER = function_router(
     SERVICE, {"POST /embed_batch": embed_batch, "POST /plan": plan}, health,
-    internal_token=secret_value(SETTINGS.internal_token))
+    internal_token=secret_value(SETTINGS.internal_token), openapi=OPENAPI)
 
 
 @functions_framework.aio.http

@@ -28,12 +28,14 @@ from unde.errors import BadInput, ConfigError, UpstreamError
 from unde.fetch import FetchPolicy, fetch_bytes
 from unde.http import read_model, validate
 from unde.logs import configure_logging
+from unde.openapi import Operation, document
 from unde.providers.gemini import GeminiClient, GeminiConfig
 from unde.rerank.candidates import RankedCandidate, TokenUsage
 from unde.rerank.combine import Weights
 from unde.rerank.context_rules import ContextTags, infer_context
 from unde.rerank.gemini_rerank import GeminiReranker, prepare_jpeg
 from unde.rerank.offline import OfflineReranker
+from unde.response_shapes import ContextTagsResponse, RerankResponse
 from unde.runtime import Lazy, function_router
 from unde.service_client import ServiceClient
 from unde.settings import LlmRerankerSettings, load_settings, secret_value
@@ -187,8 +189,15 @@ async def health() -> Mapping[str, Any]:
     return info
 
 
+OPERATIONS = [
+    Operation("POST", "/tag", "Crop → style, occasion, brand style, season", ContextTagsResponse,
+              body=TagRequest, upload_fields=("type", "category", "color"), errors=(502, 503, 504)),
+    Operation("POST", "/rerank", "Candidates → ranked by visual and semantic agreement", RerankResponse,
+              body=RerankRequest, errors=(502, 503, 504)),
+]
+OPENAPI = document(SERVICE, OPERATIONS, description=__doc__)
 ROUTER = function_router(SERVICE, {"POST /tag": tag, "POST /rerank": rerank}, health,
-                         internal_token=secret_value(SETTINGS.internal_token))
+                         internal_token=secret_value(SETTINGS.internal_token), openapi=OPENAPI)
 
 
 @functions_framework.aio.http

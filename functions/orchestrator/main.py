@@ -26,10 +26,12 @@ from unde.db.pool import open_pool
 from unde.errors import UndeError
 from unde.http import read_model
 from unde.logs import configure_logging
+from unde.openapi import Operation, document
 from unde.pipeline.feedback import store_feedback
-from unde.pipeline.inputs import FeedbackBody, read_photo
+from unde.pipeline.inputs import FeedbackBody, RecognizeBody, read_photo
 from unde.pipeline.photo import PhotoInput, Recognizer
 from unde.pipeline.request_log import RequestLog
+from unde.response_shapes import FeedbackResponse, RecognizeResponse
 from unde.runtime import Lazy, function_router
 from unde.service_client import ServiceClient
 from unde.settings import OrchestratorSettings, load_settings, secret_value
@@ -178,7 +180,16 @@ async def health() -> Mapping[str, Any]:
             "tagging_mode": SETTINGS.tagging_mode, "min_candidates": SETTINGS.min_candidates}
 
 
-ROUTER = function_router(SERVICE, {"POST /recognize": recognize, "POST /feedback": feedback}, health)
+OPERATIONS = [
+    Operation("POST", "/recognize", "Photo → garments with matching products", RecognizeResponse,
+              body=RecognizeBody, upload_fields=("user_mall", "user_id"),
+              errors=(429, 502, 503, 504), event_stream=True),
+    Operation("POST", "/feedback", "The shopper's verdict on one garment's result", FeedbackResponse,
+              body=FeedbackBody, errors=(404, 503)),
+]
+OPENAPI = document(SERVICE, OPERATIONS, description=__doc__, auth="app")
+ROUTER = function_router(SERVICE, {"POST /recognize": recognize, "POST /feedback": feedback}, health,
+                         openapi=OPENAPI)
 
 
 @functions_framework.aio.http

@@ -34,8 +34,10 @@ from unde.errors import BadInput, ConfigError, UpstreamError
 from unde.fetch import FetchPolicy
 from unde.http import read_model, validate
 from unde.logs import configure_logging
+from unde.openapi import Operation, document
 from unde.providers import garments
 from unde.providers.ximilar import XimilarClient, client_from_settings
+from unde.response_shapes import DetectResponse, GarmentTagsResponse, SearchResponse
 from unde.retrieval.dual import DualRetrieval, Embedding, SearchQuery, XimilarHits
 from unde.retrieval.mall_brands import MallBrands
 from unde.retrieval.merge import Candidate
@@ -244,9 +246,20 @@ async def health() -> Mapping[str, Any]:
             "pools": {"production": PRODUCTION.ready, "staging": MALL_BRANDS.ready}}
 
 
+UPSTREAM_ERRORS = (502, 503, 504)
+OPERATIONS = [
+    Operation("POST", "/detect", "Photo → garments with boxes and inline crops", DetectResponse,
+              body=DetectRequest, upload_fields=(), errors=UPSTREAM_ERRORS),
+    Operation("POST", "/tag", "Crop → type, category, colour, material, pattern", GarmentTagsResponse,
+              body=TagRequest, upload_fields=("category",), errors=UPSTREAM_ERRORS),
+    Operation("POST", "/search", "Crop → catalog candidates (pgvector and/or Ximilar)", SearchResponse,
+              body=SearchRequest, upload_fields=("category", "top_k", "user_mall", "force_ximilar"),
+              errors=UPSTREAM_ERRORS),
+]
+OPENAPI = document(SERVICE, OPERATIONS, description=__doc__)
 ROUTER = function_router(SERVICE, {"POST /detect": detect, "POST /tag": tag,
                                    "POST /search": search}, health,
-                         internal_token=secret_value(SETTINGS.internal_token))
+                         internal_token=secret_value(SETTINGS.internal_token), openapi=OPENAPI)
 
 
 @functions_framework.aio.http

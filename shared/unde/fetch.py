@@ -43,10 +43,34 @@ class FetchPolicy:
         return host in self.allowed_hosts or f"{host}:{port}" in self.allowed_hosts
 
 
+#: IPv6 ranges that carry an IPv4 address in their low 32 bits: IPv4-compatible (::/96,
+#: deprecated), NAT64 (64:ff9b::/96, RFC 6052) and SIIT IPv4-translated (::ffff:0:0:0/96).
+#: Python calls them global, but they lead to the embedded IPv4 address, which is what counts.
+_EMBEDS_IPV4 = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("64:ff9b::/96"),
+                ipaddress.IPv6Network("::ffff:0:0:0/96"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:  # 2002::/16
+        return address.sixtofour
+    if address.teredo is not None:  # 2001::/32: the client's obfuscated address
+        return ipaddress.IPv4Address(int(address.teredo[1]))
+    if any(address in network for network in _EMBEDS_IPV4):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def is_public_address(address: IPAddress) -> bool:
-    """True for globally routable unicast addresses (IPv4-mapped IPv6 judged as IPv4)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """True for globally routable unicast addresses; IPv6 forms that embed an IPv4 address
+    (mapped, compatible, NAT64, 6to4, Teredo) are judged by that IPv4 address as well."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None and not is_public_address(embedded):
+            return False
+        if address.ipv4_mapped is not None:
+            return True
     return address.is_global and not address.is_multicast
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -54,6 +55,11 @@ class Router:
     @property
     def paths(self) -> list[str]:
         return sorted({path for _, path in self._routes})
+
+    @property
+    def routes(self) -> list[tuple[str, str]]:
+        """Every `(METHOD, /path)` this router serves."""
+        return sorted(self._routes)
 
     def _match(self, method: str, path: str) -> tuple[str, Endpoint]:
         path = path.rstrip("/") or "/"
@@ -142,13 +148,40 @@ def media_type(request: Request) -> str:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Decode a JSON body or fail with 400."""
+    """Decode a JSON body or fail with 400 (422 for NUL characters, see `reject_nul`)."""
     if not raw:
         raise BadInput("body is empty; a JSON object is required", field="body", status_code=400)
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"body is not valid JSON: {exc}", field="body", status_code=400) from exc
+    if b"\\u0000" in raw or _SURROGATE_ESCAPE.search(raw):
+        reject_nul(data, "body")
+    return data
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def reject_nul(value: Any, field: str) -> None:
+    """422 naming the field if any string (or key) holds U+0000 or a lone surrogate: neither
+    can be stored (PostgreSQL text/jsonb, UTF-8) and no legitimate input needs them."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadInput(f"{field}: must not contain NUL (U+0000) characters", field=field)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadInput(f"{field}: is not valid Unicode (a lone surrogate)", field=field) from exc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            shown = str(key).replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode()
+            where = shown if field == "body" else f"{field}.{shown}"
+            reject_nul(key, where)
+            reject_nul(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            reject_nul(item, f"{field}.{index}")
 
 
 def validate(model: type[M], data: Any) -> M:

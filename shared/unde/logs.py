@@ -1,4 +1,8 @@
-"""Structured JSON logging: one object per line, carrying the current request id."""
+"""Structured JSON logging: one object per line, carrying the current request id.
+
+Every line passes through `unde.redact.scrub`: URL query strings (pre-signed photo URLs) and
+URL passwords never reach the log, whichever library logged them (httpx logs each request URL).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import time
 from typing import Any
 
 from unde import tracing
+from unde.redact import scrub
 
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -27,7 +32,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": scrub(record.getMessage()),  # no URL query strings (signatures) or passwords
         }
         context = tracing.current()
         if context is not None:
@@ -35,9 +40,9 @@ class JsonFormatter(logging.Formatter):
             entry["trace_id"] = context.trace_id
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = scrub(value) if isinstance(value, str) else value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = scrub(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 

@@ -8,10 +8,12 @@ built on the first request inside the server's event loop, exactly once.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from unde.http import Endpoint, Router
 from unde.metrics import http_observer, metrics_endpoint
@@ -49,16 +51,29 @@ class Lazy(Generic[T]):
 
 def function_router(service: str, routes: Mapping[str, Endpoint],
                     health: Callable[[], Awaitable[Mapping[str, Any]]], *,
-                    internal_token: str | None = None) -> Router:
+                    internal_token: str | None = None,
+                    openapi: Mapping[str, Any] | None = None) -> Router:
     """A Router with the function's routes plus `GET /healthz` and `GET /metrics`.
 
     With `internal_token` (INTERNAL_TOKEN), every route but health and metrics requires it.
+    With `openapi` (a document from `unde.openapi.document`), `GET /openapi.json` serves it,
+    open like health.
     """
 
     async def healthz(request: Request) -> Mapping[str, Any]:
         return {"service": service, "status": "ok", **(await health())}
 
-    router = Router(service, {**routes, "GET /healthz": healthz, "GET /metrics": metrics_endpoint},
-                    internal_token=internal_token)
+    standard: dict[str, Endpoint] = {"GET /healthz": healthz, "GET /metrics": metrics_endpoint}
+    open_paths = {"/healthz", "/metrics"}
+    if openapi is not None:
+        served = json.dumps(openapi).encode()
+
+        async def openapi_document(request: Request) -> Response:
+            return Response(served, media_type="application/json")
+
+        standard["GET /openapi.json"] = openapi_document
+        open_paths.add("/openapi.json")
+    router = Router(service, {**routes, **standard}, internal_token=internal_token,
+                    open_paths=frozenset(open_paths))
     router.observe(http_observer(service))
     return router

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import uuid
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, model_validator
 from starlette.requests import Request
@@ -14,6 +13,7 @@ from starlette.requests import Request
 from unde.errors import BadInput
 from unde.http import read_model, validate
 from unde.pipeline.photo import PhotoInput
+from unde.redact import redact_url
 from unde.vision.image_input import ImageRef, read_upload
 
 #: Leading bytes of the formats the gateway decodes; anything else is refused here already.
@@ -49,14 +49,6 @@ class FeedbackBody(BaseModel):
 def looks_like_image(data: bytes) -> bool:
     """A cheap sniff of the container (the gateway does the real decoding)."""
     return data.startswith(_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
-
-
-def redact_url(url: str) -> str:
-    """What the log keeps of a photo URL: no query (signatures), no credentials."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 async def read_photo(request: Request, max_bytes: int) -> PhotoInput:

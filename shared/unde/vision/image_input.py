@@ -17,11 +17,13 @@ import httpx
 from PIL import Image
 from pydantic import BaseModel, Field, model_validator
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from unde.errors import BadInput
 from unde.fetch import FetchPolicy, fetch_bytes
-from unde.http import media_type, read_body
+from unde.http import media_type, read_body, reject_nul
 from unde.vision.images import crop, decode_image
 
 RAW_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif",
@@ -66,6 +68,7 @@ async def read_upload(request: Request, limit: int) -> Upload | None:
     """The uploaded image if the request is a raw-image or multipart body, else None (JSON)."""
     kind = media_type(request)
     query = dict(request.query_params)
+    reject_nul(query, "body")
     if kind in RAW_IMAGE_TYPES:
         return Upload(await read_body(request, limit), query)
     if kind != "multipart/form-data":
@@ -73,7 +76,12 @@ async def read_upload(request: Request, limit: int) -> Upload | None:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BadInput(f"body exceeds {limit} bytes", field="body", status_code=413)
-    async with request.form(max_files=1, max_fields=32) as form:
+    try:
+        form = await request.form(max_files=1, max_fields=32)
+    except (HTTPException, MultiPartException) as exc:  # a malformed multipart body
+        detail = exc.detail if isinstance(exc, HTTPException) else exc.message
+        raise BadInput(f"malformed multipart body: {detail}", field="body", status_code=400) from exc
+    try:
         upload = form.get("image")
         if not isinstance(upload, UploadFile):
             raise BadInput("multipart body needs a file field named 'image'", field="image")
@@ -81,6 +89,9 @@ async def read_upload(request: Request, limit: int) -> Upload | None:
         if len(data) > limit:
             raise BadInput(f"image exceeds {limit} bytes", field="image", status_code=413)
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        reject_nul(fields, "body")
+    finally:
+        await form.close()
     return Upload(data, {**query, **fields})
 
 

@@ -1,0 +1,5 @@
+"""Security tests reuse the contract tests' in-process functions (`target` fixture)."""
+
+from tests.contracts.conftest import target
+
+__all__ = ["target"]
