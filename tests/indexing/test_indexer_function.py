@@ -54,6 +54,9 @@ async def test_plan_then_embed_batch_then_health(client: httpx.AsyncClient, stag
     assert health["jobs"]["done"] == images and health["queue_depth_sql"] == QUEUE_DEPTH_SQL
     with psycopg.connect(production_url) as conn:
         assert conn.execute("SELECT count(*) FROM sku_image_embeddings").fetchone() == (images,)
+    metrics = (await client.get("/metrics")).text
+    assert "unde_index_queue_depth 0.0" in metrics
+    assert 'unde_images_indexed_total{model_version="unde-descriptor-v1"}' in metrics
 
 
 @pytest.mark.parametrize(("body", "headers", "status", "field"), [

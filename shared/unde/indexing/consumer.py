@@ -32,6 +32,7 @@ from unde.errors import BadInput, NotAllowed, UndeError
 from unde.fetch import FetchPolicy, fetch_bytes
 from unde.indexing import queue
 from unde.indexing.queue import Job
+from unde.metrics import IMAGES_INDEXED
 from unde.models.base import ImageEmbedder
 from unde.retrieval.brand_index import ensure_brand_index_async
 from unde.vision.images import decode_image
@@ -278,6 +279,7 @@ class IndexConsumer:
             async with conn.cursor() as cur:
                 await cur.executemany(_INSERT_SQL, rows)
                 counts.written = max(cur.rowcount, 0)
+            IMAGES_INDEXED.labels(batch.jobs[0].model_version).inc(counts.written)
         await queue.mark_done(conn, done)
         for job in batch.jobs:
             error = batch.errors.get(job.id)

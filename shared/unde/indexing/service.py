@@ -19,6 +19,7 @@ from unde.fetch import FetchPolicy
 from unde.indexing import queue
 from unde.indexing.consumer import ConsumerConfig, IndexConsumer, IndexCounts
 from unde.indexing.planner import PlanReport, plan_missing
+from unde.metrics import QUEUE_DEPTH
 from unde.models.base import ImageEmbedder
 from unde.settings import IndexerSettings, secret_value
 
@@ -72,8 +73,11 @@ class IndexingService:
         return await self.consumer().run(max_jobs, stop=stop, on_batch=on_batch)
 
     async def depth(self) -> int:
+        """Jobs ready to run (the KEDA query); also published as a gauge."""
         async with self.production.connection() as conn:
-            return await queue.queue_depth(conn)
+            depth = await queue.queue_depth(conn)
+        QUEUE_DEPTH.set(depth)
+        return depth
 
     async def status_counts(self) -> dict[str, int]:
         async with self.production.connection() as conn:
