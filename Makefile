@@ -37,8 +37,11 @@ bench: venv
 	$(BIN)/python -m pip install -q -e '.[all,dev,bench]'
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
 
+# Faults, indexing crashes and bounded load against the real functions; prints the table and
+# writes tests/reliability/last_run.md (QUICK=1: fewer requests per scenario).
 reliability: venv
-	$(BIN)/pytest -m slow tests/reliability
+	$(BIN)/pytest -m slow tests/contracts tests/security
+	$(BIN)/python -m tests.reliability $(if $(QUICK),--quick,)
 
 down: venv
 	-$(BIN)/unde dev down

@@ -70,6 +70,8 @@ class Runtime:
                                        statement_timeout_ms=self.settings.db_statement_timeout_ms)
         spool = self.settings.log_spool_dir or self.settings.data_dir / "spool"
         self.request_log = RequestLog(self.production, spool)
+        # Records a previous process spooled (DB outage, crash) are re-sent now, not at the next request.
+        self._flush = asyncio.get_running_loop().create_task(self.request_log.flush_spool())
         return self
 
     @property

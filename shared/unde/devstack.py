@@ -215,3 +215,47 @@ def down(data_dir: Path, grace_s: float = 5.0) -> list[str]:
                 os.killpg(state.pid, signal.SIGKILL)
     save_state(data_dir, [])
     return stopped
+
+
+# ---- one function at a time (fault injection: kill a process mid-load, start it again) ------
+
+def stop_one(data_dir: Path, name: str, sig: signal.Signals = signal.SIGKILL, grace_s: float = 5.0) -> bool:
+    """Send `sig` to one process group of the stack (SIGKILL by default: a crash); True if it ran.
+
+    Waits up to `grace_s` for it to exit; the state file keeps its entry until `start_one`.
+    """
+    state = next((s for s in load_state(data_dir) if s.name == name), None)
+    if state is None or not _alive(state.pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(state.pid, sig)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _alive(state.pid):
+        with contextlib.suppress(ChildProcessError):  # reap it when this process started it
+            os.waitpid(state.pid, os.WNOHANG)
+        time.sleep(0.05)
+    return True
+
+
+def start_one(urls: DatabaseUrls, data_dir: Path, name: str, extra_env: Mapping[str, str] | None = None,
+              offset: int = 0, *, wait: bool = True) -> ProcessState:
+    """(Re)start one function (or `image_server`) of a stack started by `up` with the same
+    `extra_env` and `offset`, with `up`'s spawn logic; replaces its entry in the state file."""
+    logs = state_dir(data_dir) / "logs"
+    env = shared_env(urls, data_dir, {"INTERNAL_TOKEN": internal_token(data_dir), **(extra_env or {})}, offset)
+    if name == "image_server":
+        state = _spawn(name, image_server_argv(data_dir, IMAGE_PORT + offset), env, logs, url_of(name, offset))
+    else:
+        spec = BY_NAME[name].shifted(offset)
+        state = _spawn(name, function_argv(spec), {**env, "PORT": str(spec.port)}, logs, spec.url)
+    save_state(data_dir, [s for s in load_state(data_dir) if s.name != name] + [state])
+    if wait:
+        wait_healthy([state])
+    return state
+
+
+def restart(urls: DatabaseUrls, data_dir: Path, name: str, extra_env: Mapping[str, str] | None = None,
+            offset: int = 0, sig: signal.Signals = signal.SIGKILL) -> ProcessState:
+    """Kill one process of the stack (SIGKILL unless told) and start it again; waits for health."""
+    stop_one(data_dir, name, sig)
+    return start_one(urls, data_dir, name, extra_env, offset)

@@ -29,6 +29,7 @@ class Detection(Lenient):
     height: int | None = None
     provider: str | None = None
     credits: int = 0
+    degraded: list[str] = Field(default_factory=list)  # e.g. ximilar_detect_failed (offline detector used)
 
 
 class Candidate(Lenient):

@@ -59,7 +59,7 @@ class Recognizer:
         started = time.perf_counter()
         deadline = Deadline(self.settings.request_soft_deadline_s)
         detection, detect_ms = await self._detect(photo, deadline)
-        degraded: list[str] = []
+        degraded: list[str] = list(detection.degraded)
         items = sorted(detection.items, key=lambda i: -i.confidence)[: self.settings.max_items]
         await emit("detected", {"request_id": request_id, "items": [
             {"item_id": i.item_id, "bbox": i.bbox, "category": i.category, "type": i.type,

@@ -3,7 +3,10 @@
 `RequestLog.submit` queues the record and returns at once; a background task inserts it
 (`ON CONFLICT (id) DO NOTHING`, so a retried write never makes a second row). When the
 production DB does not answer, the record is spooled to a file (written atomically) and
-re-sent later, so a DB outage loses nothing that reached this process.
+re-sent later, so a DB outage loses nothing that reached this process. The spool file is
+written before the record is queued (write-ahead) and removed once the row is in, so a process
+killed with records still queued (a crash, a scale-down) leaves them on disk for the next
+process sharing the spool to send.
 """
 
 from __future__ import annotations
@@ -70,7 +73,11 @@ class RequestLog:
         self.spooled = 0
 
     def submit(self, record: dict[str, Any]) -> None:
-        """Queue a record for writing; never blocks, never raises."""
+        """Queue a record for writing (after journalling it to the spool); never raises."""
+        try:
+            self._save(record)
+        except OSError as exc:  # a full or read-only disk must not fail the shopper's request
+            log.warning("request log journal write failed: %s", exc, extra={"record_id": str(record.get("id"))})
         self._queue.put_nowait(record)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -96,6 +103,8 @@ class RequestLog:
             log.warning("request log write failed, spooling: %s", exc,
                         extra={"record_id": str(record.get("id"))})
             self._spool(record)
+        else:
+            self._spool_path(record).unlink(missing_ok=True)  # the write-ahead copy
 
     async def _write(self, record: dict[str, Any]) -> None:
         async with self._pool.connection(timeout=self.connect_timeout_s) as conn:
@@ -103,12 +112,20 @@ class RequestLog:
         self.written += 1
 
     def _spool(self, record: dict[str, Any]) -> None:
+        self._save(record)
+        self.spooled += 1
+
+    def _spool_path(self, record: dict[str, Any]) -> Path:
+        if not record.get("id"):
+            record["id"] = str(uuid.uuid4())
+        return self.spool_dir / f"{record['id']}.json"
+
+    def _save(self, record: dict[str, Any]) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        final = self.spool_dir / f"{record.get('id') or uuid.uuid4()}.json"
+        final = self._spool_path(record)
         temporary = final.with_suffix(".tmp")
         temporary.write_text(json.dumps(record, default=str))
         os.replace(temporary, final)
-        self.spooled += 1
 
     def spooled_files(self) -> list[Path]:
         return sorted(self.spool_dir.glob("*.json")) if self.spool_dir.is_dir() else []

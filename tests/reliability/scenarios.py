@@ -1,0 +1,215 @@
+"""Fault scenarios against the running stack, and the checks every scenario must pass.
+
+Each scenario injects one fault (on a fake upstream, a process, or the database), sends a
+fixed number of recognitions, heals, and then checks: every request that could be answered
+was answered (200), answers made under the fault carry the expected degradation flags, none
+waited past the hard deadline, and every request id has exactly one `recognition_requests`
+row (after the request log's spool is flushed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.reliability.stack import CLOSED_DB_URL, ReliabilityStack
+from tests.reliability.traffic import Outcome, percentile, send_batch
+
+Action = Callable[[ReliabilityStack], None]
+DEADLINE_MARGIN_S = 5.0  # the client waits hard deadline + this before calling a request hung
+SETTLE_S = 4.0  # after a fault: the upstream breakers' cool-down (3 s) passes before the next scenario
+
+
+def _nothing(stack: ReliabilityStack) -> None:
+    return None
+
+
+@dataclass
+class Scenario:
+    """One fault and the traffic sent while it lasts."""
+
+    name: str
+    requests: int
+    concurrency: int
+    inject: Action = _nothing
+    during: Action | None = None  # runs in a thread while the requests are in flight
+    heal: Action = _nothing
+    flags: frozenset[str] = frozenset()  # degradations that show the fault was handled
+    every_answer_flagged: bool = False  # True: the fault lasts the whole run, so every answer shows it
+    spacing_s: float = 0.0  # spread request starts so a mid-run fault meets requests in every phase
+
+
+@dataclass
+class ScenarioResult:
+    """What one scenario measured, and what was wrong."""
+
+    name: str
+    requests: int
+    answered: int
+    degraded: int
+    failed: int
+    hung: int
+    lost: int
+    duplicated: int
+    p50_s: float
+    p99_s: float
+    max_s: float
+    flags_seen: Counter[str] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def run_scenario(stack: ReliabilityStack, scenario: Scenario) -> ScenarioResult:
+    """Inject, send, heal, then count answers, flags, hangs and log rows."""
+    stack.clear_faults()
+    scenario.inject(stack)
+    during_error: list[BaseException] = []
+    worker = None
+    if scenario.during is not None:
+        def target(action: Action = scenario.during) -> None:
+            try:
+                action(stack)
+            except BaseException as exc:  # reported as a problem of the scenario
+                during_error.append(exc)
+
+        worker = threading.Thread(target=target, name=f"fault-{scenario.name}", daemon=True)
+        worker.start()
+    timeout_s = stack.config.hard_deadline_s + DEADLINE_MARGIN_S
+    try:
+        outcomes = asyncio.run(send_batch(stack.url("orchestrator"), stack.photos, scenario.requests,
+                                          scenario.concurrency, timeout_s, spacing_s=scenario.spacing_s))
+    finally:
+        if worker is not None:
+            worker.join(timeout=120)
+        scenario.heal(stack)
+        stack.clear_faults()
+        if scenario.inject is not _nothing or scenario.during is not None:
+            time.sleep(SETTLE_S)
+    counts = stack.row_counts([o.request_id for o in outcomes])
+    result = judge(scenario, outcomes, counts, timeout_s)
+    result.problems.extend(f"fault action failed: {exc!r}" for exc in during_error)
+    return result
+
+
+def judge(scenario: Scenario, outcomes: list[Outcome], rows: dict[str, int], timeout_s: float) -> ScenarioResult:
+    """The scenario's figures and the list of broken promises."""
+    answered = [o for o in outcomes if o.answered]
+    latencies = [o.latency_s for o in outcomes]
+    flags: Counter[str] = Counter(flag for o in answered for flag in o.degraded)
+    result = ScenarioResult(
+        name=scenario.name, requests=len(outcomes), answered=len(answered),
+        degraded=sum(1 for o in answered if o.degraded), failed=len(outcomes) - len(answered),
+        hung=sum(1 for o in outcomes if o.hung or o.latency_s > timeout_s),
+        lost=sum(1 for o in outcomes if rows.get(o.request_id, 0) == 0),
+        duplicated=sum(1 for o in outcomes if rows.get(o.request_id, 0) > 1),
+        p50_s=percentile(latencies, 50), p99_s=percentile(latencies, 99), max_s=max(latencies, default=0.0),
+        flags_seen=flags)
+    failures = Counter(o.error or "" for o in outcomes if not o.answered)
+    if result.failed:
+        result.problems.append(f"{result.failed} not answered: {dict(failures.most_common(3))}")
+    if result.hung:
+        result.problems.append(f"{result.hung} waited past the hard deadline + {DEADLINE_MARGIN_S:.0f}s")
+    if result.lost or result.duplicated:
+        result.problems.append(f"log rows: {result.lost} missing, {result.duplicated} duplicated")
+    if scenario.flags:
+        flagged = [o for o in answered if scenario.flags & set(o.degraded)]
+        if scenario.every_answer_flagged and len(flagged) < len(answered):
+            result.problems.append(f"{len(answered) - len(flagged)} answers lack any of {sorted(scenario.flags)}; "
+                                   f"seen {dict(flags)}")
+        if not flagged and answered:
+            result.problems.append(f"no answer flagged with any of {sorted(scenario.flags)}; seen {dict(flags)}")
+    return result
+
+
+# ---- the faults ------------------------------------------------------------------------------
+
+def ximilar_storm(kind: str) -> Action:
+    def inject(stack: ReliabilityStack) -> None:
+        stack.ximilar.fail_next(kind, times=1_000_000)
+    return inject
+
+
+def gemini_timeouts(stack: ReliabilityStack) -> None:
+    """Every Gemini call answers after 4 s; the client's time-out is 2 s."""
+    stack.gemini.fail_next(*["slow"] * 10_000)
+
+
+def slow_network(stack: ReliabilityStack) -> None:
+    stack.ximilar.latency_s = 0.4
+    stack.gemini.latency_s = 1.2
+
+
+def staging_unreachable(stack: ReliabilityStack) -> None:
+    stack.restart("orchestrator", {"STAGING_DB_URL": CLOSED_DB_URL})
+
+
+def staging_back(stack: ReliabilityStack) -> None:
+    """Roll the orchestrator back to the working URL (SIGTERM, as a Knative revision change), then
+    serve one request: records the old process journalled but had not written yet are re-sent by
+    the new process's request log, which starts with its first request."""
+    stack.restart("orchestrator", sig=signal.SIGTERM)
+    asyncio.run(send_batch(stack.url("orchestrator"), stack.photos[:1], 1, 1, stack.config.hard_deadline_s + 5))
+
+
+def kill_and_restart(name: str, after_s: float = 1.5, down_s: float = 3.0) -> Action:
+    """SIGKILL the function's process group mid-load, start it again `down_s` later."""
+    def during(stack: ReliabilityStack) -> None:
+        time.sleep(after_s)
+        stack.kill(name)
+        time.sleep(down_s)
+        stack.start(name)
+    return during
+
+
+def restart_postgres(pg_dir: Path, after_s: float = 1.5, down_s: float = 3.0) -> Action:
+    """Stop the embedded server (fast shutdown: sessions cut) mid-load, start it again."""
+    def during(stack: ReliabilityStack) -> None:
+        from tests.reliability.pg import restart_embedded
+
+        time.sleep(after_s)
+        restart_embedded(pg_dir, down_s)
+    return during
+
+
+def fast_scenarios(requests: int = 4) -> list[Scenario]:
+    """The `make test` subset: faults that need no process or server restarts mid-load."""
+    return [
+        Scenario("gemini timeouts", requests, 2, inject=gemini_timeouts,
+                 flags=frozenset({"rerank_unavailable", "context_tags_unavailable"}), every_answer_flagged=True),
+        Scenario("staging DB unreachable", requests, 2, inject=staging_unreachable, heal=staging_back,
+                 flags=frozenset({"availability_unavailable"}), every_answer_flagged=True),
+    ]
+
+
+def full_scenarios(pg_dir: Path | None, requests: int = 24, concurrency: int = 4) -> list[Scenario]:
+    """Every fault of the suite; `pg_dir` (a dedicated embedded server) enables the DB restart."""
+    spaced = 0.35
+    scenarios = [
+        Scenario("baseline (no fault)", requests, concurrency),
+        Scenario("ximilar 429 storm", requests, concurrency, inject=ximilar_storm("429"),
+                 flags=frozenset({"ximilar_detect_failed"}), every_answer_flagged=True),
+        Scenario("ximilar 5xx", requests, concurrency, inject=ximilar_storm("503"),
+                 flags=frozenset({"ximilar_detect_failed"}), every_answer_flagged=True),
+        Scenario("gemini timeouts", requests, concurrency, inject=gemini_timeouts,
+                 flags=frozenset({"rerank_unavailable", "context_tags_unavailable"}), every_answer_flagged=True),
+        Scenario("embedder killed + restarted", requests, concurrency, during=kill_and_restart("embedder"),
+                 flags=frozenset({"embedder_unavailable"}), spacing_s=spaced),
+        Scenario("staging DB unreachable", requests, concurrency, inject=staging_unreachable, heal=staging_back,
+                 flags=frozenset({"availability_unavailable"}), every_answer_flagged=True),
+        Scenario("slow network (Ximilar +0.4 s, Gemini +1.2 s)", requests, concurrency, inject=slow_network),
+    ]
+    if pg_dir is not None:
+        scenarios.insert(5, Scenario(
+            "PostgreSQL restarted", requests, concurrency, during=restart_postgres(pg_dir), spacing_s=spaced,
+            flags=frozenset({"pgvector_unavailable", "availability_unavailable", "search_unavailable",
+                             "fallback_unavailable"})))
+    return scenarios
