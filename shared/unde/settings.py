@@ -183,7 +183,7 @@ class LlmRerankerSettings(CommonSettings, DatabaseSettings):
     gemini_api_url: str | None = Field(None, description="override the Gemini base URL")
     gemini_timeout_s: float = Field(8.0, gt=0, le=120)
     gemini_max_retries: int = Field(2, ge=0, le=10)
-    gemini_concurrency: int = Field(10, ge=1, le=64)
+    gemini_concurrency: int = Field(32, ge=1, le=128)
     visual_weight: float = Field(0.7, ge=0, le=1)
     semantic_weight: float = Field(0.3, ge=0, le=1)
     max_candidates: int = Field(20, ge=1, le=100)
