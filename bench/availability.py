@@ -18,6 +18,7 @@ import psycopg
 
 from bench.common import CACHE, bench_database, figure, percentile, print_table
 from unde.availability import stock_in_mall
+from unde.db.embedded import restart_embedded
 
 WINDOW = timedelta(hours=24)
 SEED = 7
@@ -51,6 +52,9 @@ def seeded_staging() -> str:
         print(report.summary())
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
+            # Like the production DB (64 GB RAM): the lookup's index stays in memory.
+            conn.execute("ALTER SYSTEM SET shared_buffers = '1GB'")
+        restart_embedded(CACHE / "pg-availability")
         marker.touch()
     return url
 
@@ -63,11 +67,12 @@ def _requests(url: str, count: int) -> list[tuple[list[tuple[str, str]], str]]:
     return [([tuple(p) for p in rng.sample(products, 50)], rng.choice(malls)) for _ in range(count)]
 
 
-async def _ours(url: str, requests: list[tuple[list[tuple[str, str]], str]]) -> tuple[list[float], int]:
+async def _ours(url: str, requests: list[tuple[list[tuple[str, str]], str]],
+                warm_up: list[tuple[list[tuple[str, str]], str]]) -> tuple[list[float], int]:
     timings: list[float] = []
     rows = 0
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        for pairs, mall in requests[:20]:  # warm-up: caches as in a running service
+        for pairs, mall in warm_up:  # other requests first: caches as in a running service
             await stock_in_mall(conn, pairs, mall, WINDOW)
         for pairs, mall in requests:
             started = time.perf_counter()
@@ -95,8 +100,9 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
     url = seeded_staging()
     with psycopg.connect(url) as conn:
         total_rows = conn.execute("SELECT count(*) FROM raw_availability").fetchone()[0]  # type: ignore[index]
-    requests = _requests(url, 300 if quick else 2000)
-    timings, found_rows = asyncio.run(_ours(url, requests))
+    drawn = _requests(url, 600 if quick else 3000)
+    warm_up, requests = drawn[: len(drawn) // 3], drawn[len(drawn) // 3:]
+    timings, found_rows = asyncio.run(_ours(url, requests, warm_up))
     spec_requests = requests[: 3 if quick else 10]
     spec_timings, spec_answers = _spec(url, spec_requests)
     ours_answers = [set(asyncio.run(_lookup_once(url, pairs, mall))) for pairs, mall in spec_requests]

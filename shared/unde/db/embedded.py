@@ -81,6 +81,16 @@ def stop_embedded(data_dir: Path) -> bool:
     return True
 
 
+def restart_embedded(data_dir: Path) -> None:
+    """Restart the embedded server in place (same options), e.g. after ALTER SYSTEM."""
+    import os
+
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=data_dir / "pg", user=user, timeout=120)
+
+
 def resolve_urls(production: str | None, staging: str | None, data_dir: Path) -> DatabaseUrls:
     """Configured URLs win; a missing one falls back to the embedded server."""
     if production and staging:
