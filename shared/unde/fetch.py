@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from unde.errors import BadInput, NotAllowed, UpstreamError, UpstreamTimeout
+from unde.http import collect_limited
 
 MAX_REDIRECTS = 3
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -159,11 +160,4 @@ async def _read_limited(response: httpx.Response, limit: int) -> bytes:
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BadInput(f"image at URL exceeds {limit} bytes", field="url", status_code=413)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise BadInput(f"image at URL exceeds {limit} bytes", field="url", status_code=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await collect_limited(response.aiter_bytes(), limit, what="image at URL", field="url")

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -124,6 +124,18 @@ def error_response(exc: UndeError) -> JSONResponse:
     return JSONResponse(exc.to_json(), status_code=exc.status_code)
 
 
+async def collect_limited(chunks: AsyncIterator[bytes], limit: int, *, what: str, field: str) -> bytes:
+    """Join a byte stream, stopping with 413 as soon as it passes `limit` (never reads it all)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise BadInput(f"{what} exceeds {limit} bytes", field=field, status_code=413)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing more than `limit` bytes with 413 before reading it all."""
     declared = request.headers.get("content-length")
@@ -132,14 +144,7 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BadInput("Content-Length is not a number", field="Content-Length", status_code=400)
         if int(declared) > limit:
             raise BadInput(f"body exceeds {limit} bytes", field="body", status_code=413)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadInput(f"body exceeds {limit} bytes", field="body", status_code=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await collect_limited(request.stream(), limit, what="body", field="body")
 
 
 def media_type(request: Request) -> str:
