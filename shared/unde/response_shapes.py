@@ -1,8 +1,9 @@
 """Response bodies of every function (functions/CONTRACTS.md) as pydantic models.
 
-They exist for the OpenAPI documents (`unde.openapi`): handlers still build plain dicts, and the
-contract tests validate real answers against these schemas, so a drift shows up as a failure.
-Models allow extra keys: adding a field is not a breaking change.
+One definition per contract: the OpenAPI documents (`unde.openapi`) are built from them, the
+contract tests validate real answers against them, and the orchestrator parses the gateway's
+and the reranker's answers with them. Models allow extra keys: adding a field is not a
+breaking change.
 """
 
 from __future__ import annotations
@@ -84,6 +85,11 @@ class CandidateOut(_Shape):
     image_urls: list[str]
     metadata: dict[str, Any]
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """The catalog identity, (brand, external_id)."""
+        return self.brand, self.external_id
+
 
 class SearchResponse(_Shape):
     candidates: list[CandidateOut]
@@ -114,7 +120,7 @@ class RankedOut(_Shape):
     external_id: str
     sku_id: str
     visual: float | None
-    semantic: float
+    semantic: float | None = Field(description="null only when ranked without the reranker")
     score: float
     reason: str | None
 
@@ -127,7 +133,7 @@ class Tokens(_Shape):
 class RerankResponse(_Shape):
     ranked: list[RankedOut] = Field(description="sorted by score, descending")
     provider: str
-    tokens: Tokens | None
+    tokens: Tokens | None = None
 
 
 # ---- orchestrator ---------------------------------------------------------------------------

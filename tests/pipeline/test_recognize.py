@@ -206,10 +206,11 @@ async def test_detection_failure_is_503_and_bad_photo_is_4xx() -> None:
 
 
 def test_merge_tags_keeps_the_tagger_and_its_confidence() -> None:
-    from unde.pipeline.contracts import DetectedItem
     from unde.pipeline.item import merge_tags
+    from unde.response_shapes import DetectedItem
 
-    item = DetectedItem(item_id=0, bbox=[0, 0, 10, 10], category="outerwear", crop={"base64": "x"})
+    item = DetectedItem(item_id=0, bbox=[0, 0, 10, 10], category="outerwear", type=None, confidence=0.9,
+                        crop={"base64": "x"})
     garment = {"type": "bomber_jacket", "color": "khaki", "probabilities": {"color": 0.9},
                "provider": "local", "credits": 0, "unknown": ["material"], "material": None}
     context = {"style": "streetwear", "season": "autumn", "provider": "local", "basis": "rules"}

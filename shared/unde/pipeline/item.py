@@ -19,8 +19,12 @@ from psycopg_pool import AsyncConnectionPool
 from unde.availability import FallbackQuery, StoreStock, attribute_fallback, stock_in_mall
 from unde.errors import UndeError
 from unde.pipeline import tiers
-from unde.pipeline.contracts import Candidate, DetectedItem, Ranked, RerankResult, SearchResult
 from unde.pipeline.matches import candidate_card, fallback_card
+from unde.response_shapes import CandidateOut as Candidate
+from unde.response_shapes import DetectedItem
+from unde.response_shapes import RankedOut as Ranked
+from unde.response_shapes import RerankResponse as RerankResult
+from unde.response_shapes import SearchResponse as SearchResult
 from unde.service_client import Deadline, ServiceClient
 from unde.settings import OrchestratorSettings
 
@@ -60,7 +64,7 @@ class ItemOutcome:
 
     @property
     def crop(self) -> dict[str, Any]:
-        return self.item.crop
+        return self.item.crop.model_dump()
 
     def record(self, step: str, started: float) -> None:
         self.timings_ms[step] = round((time.perf_counter() - started) * 1000, 1)
@@ -247,7 +251,8 @@ def merge_tags(item: DetectedItem, garment: dict[str, Any], context: dict[str, A
 
 def search_order(candidates: list[Candidate]) -> list[Ranked]:
     """Without the reranker: search order and search scores, as the tiers' input."""
-    return [Ranked(brand=c.brand, external_id=c.external_id, score=c.score, visual=None, semantic=None,
+    return [Ranked(brand=c.brand, external_id=c.external_id, sku_id=f"{c.brand}/{c.external_id}", score=c.score,
+                   visual=None, semantic=None,
                    reason="search score (reranker unavailable)") for c in candidates]
 
 

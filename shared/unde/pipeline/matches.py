@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from unde.availability import StoreStock
-from unde.pipeline.contracts import Candidate, Ranked
+from unde.response_shapes import CandidateOut as Candidate
+from unde.response_shapes import RankedOut as Ranked
 
 
 def best_image(image_urls: Sequence[str], image_kinds: Sequence[str] | None) -> str | None:

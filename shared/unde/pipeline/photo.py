@@ -17,8 +17,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from unde.errors import BadInput, UndeError, UpstreamRejected, UpstreamUnavailable
 from unde.pipeline import tiers
-from unde.pipeline.contracts import Detection
 from unde.pipeline.item import Emit, ItemOutcome, ItemPipeline, _no_emit, cards_for, search_order
+from unde.response_shapes import DetectResponse as Detection
 from unde.service_client import Deadline, ServiceClient
 from unde.settings import OrchestratorSettings, format_window
 
