@@ -8,8 +8,10 @@ and client overhead from the query), the rows returned and recall@50 of
 `unde.retrieval.knn.knn_images_sync` against the exact top-50 (computed in numpy over the same
 float32 vectors, filter applied first). Baselines in the same run, on the same queries: the
 previous design (global index only: raised ef + over-fetch, exact scans up to 12K rows,
-`use_brand_indexes=False`), the naive filtered HNSW query at ef_search 40, and the exact
-scan. The machine's load average is printed with the figures.
+`use_brand_indexes=False`), the per-brand indexes without the shard indexes of large brands
+(`use_shards=False`: brands above SHARD_ROWS are also split by SKU hash, `ensure_brand_shards`),
+the naive filtered HNSW query at ef_search 40, and the exact scan.
+The machine's load average is printed with the figures.
 
 The vectors have CLIP-like neighbourhood structure, not uniform noise. Every photo is
 ``a·cone + b·category + c·style + d·sku + e·photo`` (unit Gaussian directions, then
@@ -43,7 +45,7 @@ from psycopg.types.json import Jsonb
 
 from unde.db.embedded import embedded_base_url, ensure_database, stop_embedded, with_database
 from unde.db.migrate import apply_migrations
-from unde.retrieval.brand_index import PREFIX, ensure_brand_index
+from unde.retrieval.brand_index import PREFIX, ensure_brand_index, ensure_brand_shards, shard_count
 from unde.retrieval.knn import KnnQuery, forget_profile, knn_images_sync, plan_for_sync
 from unde.retrieval.knn_plan import SearchPlan, statements
 from unde.settings import REPO_ROOT
@@ -253,7 +255,7 @@ def _drop_brand_indexes(conn: psycopg.Connection[Any]) -> None:
                          "AND starts_with(relname::text, %s)", (PREFIX,)).fetchall()
     for (name,) in names:
         conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
-    conn.execute("DELETE FROM bench_state WHERE key = 'pgvector_brand_indexes'")
+    conn.execute("DELETE FROM bench_state WHERE key IN ('pgvector_brand_indexes', 'pgvector_brand_shards')")
 
 
 def ensure_brand_indexes(url: str, catalog: Catalog) -> tuple[float, bool]:
@@ -273,6 +275,29 @@ def ensure_brand_indexes(url: str, catalog: Catalog) -> tuple[float, bool]:
         conn.execute("INSERT INTO bench_state VALUES ('pgvector_brand_indexes', %s) ON CONFLICT (key) "
                      "DO UPDATE SET value = EXCLUDED.value", (f"{_fingerprint(catalog)}|{build_s:.1f}",))
         return build_s, False
+
+
+def ensure_brand_shard_indexes(url: str, catalog: Catalog) -> tuple[float, int, bool]:
+    """Split brands above SHARD_ROWS into shard indexes (`ensure_brand_shards`);
+    (build_s, shard indexes, reused)."""
+    counts = np.bincount(catalog.brand_of_row, minlength=N_BRANDS)
+    plan = {brand_name(b): shard_count(int(counts[b])) for b in range(N_BRANDS)}
+    split = {b: n for b, n in plan.items() if n > 1}
+    key = f"{_fingerprint(catalog)}:{sorted(split.items())}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        value = _state(conn, "pgvector_brand_shards")
+        if value and value.rsplit("|", 1)[0] == key:
+            return float(value.rsplit("|", 1)[1]), sum(split.values()), True
+        conn.execute("SET maintenance_work_mem = '2GB'")
+        conn.execute("SET max_parallel_maintenance_workers = 2")
+        started = time.perf_counter()
+        for brand, n in split.items():
+            ensure_brand_shards(conn, brand, MODEL_VERSION, n, concurrently=False)
+        build_s = time.perf_counter() - started
+        conn.execute("ANALYZE sku_image_embeddings")
+        conn.execute("INSERT INTO bench_state VALUES ('pgvector_brand_shards', %s) ON CONFLICT (key) "
+                     "DO UPDATE SET value = EXCLUDED.value", (f"{key}|{build_s:.1f}",))
+        return build_s, sum(split.values()), False
 
 
 def exact_top(catalog: Catalog, query: np.ndarray, mask: np.ndarray | None, k: int) -> np.ndarray:
@@ -339,8 +364,10 @@ def server_ms(conn: psycopg.Connection[Any], plan: SearchPlan, q: np.ndarray,
 
 def describe(plan: SearchPlan) -> str:
     if plan.kind == "union":
-        efs = sorted({ef for _, _, ef in plan.indexed})
-        return f"union {len(plan.indexed)}idx+{len(plan.exact_brands)}ex ef{'/'.join(map(str, efs))}"
+        efs = sorted({part.ef for part in plan.indexed})
+        shards = sum(part.shards > 1 for part in plan.indexed)
+        return (f"union {len(plan.indexed)}idx{f'({shards}sh)' if shards else ''}"
+                f"+{len(plan.exact_brands)}ex ef{'/'.join(map(str, efs))}")
     if plan.kind == "global":
         return f"global ef{plan.ef}"
     return "exact"
@@ -361,11 +388,12 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
     url = database_url()
     load_s, build_s, reused = ensure_loaded(url, catalog)
     brand_build_s, brand_reused = ensure_brand_indexes(url, catalog)
+    shard_build_s, n_shards, shards_reused = ensure_brand_shard_indexes(url, catalog)
     n_queries = 60 if quick else 200
     n_explain = 10 if quick else 30
     queries = make_queries(catalog, n_queries, seed=3)
     brand_index = {brand_name(b): b for b in range(N_BRANDS)}
-    new, old = _series(), _series()
+    new, old, unsplit = _series(), _series(), _series()
     server: list[float] = []
     table = []
     naive_rows: list[float] = []
@@ -381,10 +409,13 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             expected = min(K, available)
             plan = plan_for_sync(conn, KnnQuery(K, MODEL_VERSION, brands, EF_SEARCH))
             start_new, start_old, start_server = len(new.recall), len(old.recall), len(server)
+            start_unsplit = len(unsplit.recall)
             for i, q in enumerate(queries):
                 truth = set(exact_top(catalog, q, mask, K).tolist())
                 ms, got = _timed(conn, q, brands)
                 new.add(ms, got, truth, expected)
+                ms, got = _timed(conn, q, brands, use_shards=False)
+                unsplit.add(ms, got, truth, expected)
                 ms, got = _timed(conn, q, brands, use_brand_indexes=False, exact_max_rows=12_000)
                 old.add(ms, got, truth, expected)
                 if i < n_explain:
@@ -396,7 +427,10 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
                           _percentile(new.latency_ms[start_new:], 50), _percentile(new.latency_ms[start_new:], 99),
                           _percentile(server[start_server:], 50), float(np.mean(new.recall[start_new:])),
                           _percentile(old.latency_ms[start_old:], 50), _percentile(old.latency_ms[start_old:], 99),
-                          float(np.mean(old.recall[start_old:]))))
+                          float(np.mean(old.recall[start_old:])),
+                          _percentile(unsplit.latency_ms[start_unsplit:], 50),
+                          _percentile(unsplit.latency_ms[start_unsplit:], 99),
+                          float(np.mean(unsplit.recall[start_unsplit:]))))
         for q in queries[:3]:
             started = time.perf_counter()
             conn.execute("SELECT id FROM sku_image_embeddings WHERE model_version = %s "
@@ -406,14 +440,17 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
 
     print(f"\npgvector: {catalog.rows} rows × {DIM}, global HNSW m16/efc64 build {build_s:.1f}s "
           f"({'cached' if reused else 'built now'}), {N_BRANDS} per-brand partial HNSW indexes "
-          f"build {brand_build_s:.1f}s ({'cached' if brand_reused else 'built now'}), load {load_s:.1f}s, "
+          f"build {brand_build_s:.1f}s ({'cached' if brand_reused else 'built now'}), {n_shards} shard "
+          f"indexes of large brands build {shard_build_s:.1f}s ({'cached' if shards_reused else 'built now'}), "
+          f"load {load_s:.1f}s, "
           f"prewarm {prewarm_s:.1f}s, {n_queries} queries per filter; machine load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} cores)")
-    print(f"{'filter':<26}{'rows':>7} {'plan':<24}{'p50':>7}{'p99':>7}{'srv p50':>8}{'recall':>8}"
-          f"{'old p50':>8}{'old p99':>8}{'old rec':>8}")
-    for name, available, plan_text, p50, p99, s50, recall, o50, o99, orec in table:
-        print(f"{name:<26}{available:>7} {plan_text:<24}{p50:>7.2f}{p99:>7.2f}{s50:>8.2f}{recall:>8.3f}"
-              f"{o50:>8.2f}{o99:>8.2f}{orec:>8.3f}")
+    print("(old: global HNSW only; unsplit: per-brand indexes without shards, the previous design)")
+    print(f"{'filter':<26}{'rows':>7} {'plan':<30}{'p50':>7}{'p99':>7}{'srv p50':>8}{'recall':>8}"
+          f"{'old p50':>8}{'old p99':>8}{'old rec':>8}{'uns p50':>8}{'uns p99':>8}{'uns rec':>8}")
+    for name, available, plan_text, p50, p99, s50, recall, o50, o99, orec, u50, u99, urec in table:
+        print(f"{name:<26}{available:>7} {plan_text:<30}{p50:>7.2f}{p99:>7.2f}{s50:>8.2f}{recall:>8.3f}"
+              f"{o50:>8.2f}{o99:>8.2f}{orec:>8.3f}{u50:>8.2f}{u99:>8.2f}{urec:>8.3f}")
     print(f"naive filtered HNSW ef 40: rows {np.mean(naive_rows):.1f}/50 on average, "
           f"recall {np.mean(naive_recall):.3f}; exact scan, all rows: {np.mean(exact_ms):.0f} ms")
     print(f"server-side (EXPLAIN ANALYZE, planning + execution) of the chosen plans: "
@@ -441,6 +478,19 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
         "pgvector_filtered_top50_min_rows": {
             "value": new.min_rows, "unit": "rows (of 50)", "baseline": "naive filtered HNSW ef 40, mean rows",
             "baseline_value": round(float(np.mean(naive_rows)), 1)},
+        "pgvector_filtered_top50_p99_ms_vs_unsplit": {
+            "value": round(_percentile(new.latency_ms, 99), 2), "unit": "ms",
+            "baseline": "per-brand indexes without shards (same run)",
+            "baseline_value": round(_percentile(unsplit.latency_ms, 99), 2)},
+        "pgvector_filtered_top50_p50_ms_vs_unsplit": {
+            "value": round(_percentile(new.latency_ms, 50), 2), "unit": "ms",
+            "baseline": "per-brand indexes without shards (same run)",
+            "baseline_value": round(_percentile(unsplit.latency_ms, 50), 2)},
+        "pgvector_filtered_top50_recall_vs_unsplit": {
+            "value": round(float(np.mean(new.recall)), 4), "unit": "recall@50",
+            "baseline": "per-brand indexes without shards (same run)",
+            "baseline_value": round(float(np.mean(unsplit.recall)), 4)},
+        "pgvector_shard_indexes_build_s": {"value": round(shard_build_s, 1), "unit": f"s ({n_shards} shard indexes)"},
         "pgvector_bench_load_avg": {"value": round(max(load_before[0], load_after[0]), 1),
                                     "unit": f"1-min load average ({os.cpu_count()} cores)"},
     }

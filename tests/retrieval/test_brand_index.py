@@ -130,3 +130,23 @@ async def test_consumer_creates_the_index_of_each_new_brand(
     with psycopg.connect(production_url) as conn:
         assert valid_brand_indexes(conn) == {brand_index_name("aurelle", model),
                                              brand_index_name("northline", model)}
+
+
+async def test_search_indexes_follow_brand_growth(production_url: str) -> None:
+    from unde.retrieval.brand_index import ensure_search_indexes, shard_index_name
+
+    rng = np.random.default_rng(5)
+    with psycopg.connect(production_url, autocommit=True) as conn:
+        register_vector(conn)
+        copy_rows(conn, units(rng, 130), ["big"] * 120 + ["small"] * 10,
+                  [f"s{i}" for i in range(130)], model="m1")
+    async with await psycopg.AsyncConnection.connect(production_url, autocommit=True) as conn:
+        built = await ensure_search_indexes(conn, "m1", shard_rows=50)
+        again = await ensure_search_indexes(conn, "m1", shard_rows=50)
+    with psycopg.connect(production_url) as conn:
+        valid = valid_brand_indexes(conn)
+    # "big" (120 rows > 2 × 50) is split in 4 shards besides its own index; "small" is not split.
+    expected = {brand_index_name("big", "m1"), brand_index_name("small", "m1"),
+                *(shard_index_name("big", "m1", i, 4) for i in range(4))}
+    assert expected <= valid
+    assert built == 6 and again == 0

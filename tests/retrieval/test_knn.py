@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from unde.db.pool import open_pool
 from unde.errors import BadInput
-from unde.retrieval.brand_index import brand_index_name, ensure_brand_index
+from unde.retrieval.brand_index import brand_index_name, ensure_brand_index, ensure_brand_shards
 from unde.retrieval.knn import (
     ImageHit,
     KnnQuery,
@@ -26,7 +26,7 @@ from unde.retrieval.knn import (
     knn_images_sync,
     plan_for_sync,
 )
-from unde.retrieval.knn_plan import SearchPlan
+from unde.retrieval.knn_plan import Part, SearchPlan
 
 from .conftest import (
     DIM,
@@ -199,7 +199,7 @@ async def test_new_brand_appears_while_counts_are_cached(knn_clone_url: str, cat
             forget_profile(pool)
             forget_profile(conn)
             plan = plan_of(conn, mall, **EXHAUSTIVE)
-            assert ("newbrand", K, EF_ALL) in plan.indexed
+            assert Part("newbrand", K, EF_ALL) in plan.indexed
             hits = await knn_images(pool, q, k=K, model_version=MODEL, brands=mall,
                                     **EXHAUSTIVE)
             assert_exact(hits, exact_ids(conn, q, mall, K), mall)
@@ -265,3 +265,39 @@ def test_best_per_sku_keeps_the_best_photo_per_sku() -> None:
     assert [(s.brand, s.sku_id, s.score) for s in skus] == [("b", "A", 0.97), ("b", "B", 0.95),
                                                               ("c", "A", 0.5)]
     assert skus[0].best_image_url == "u3" and [h.id for h in skus[0].hits] == [3, 1]
+
+
+async def test_split_brand_shards_equal_exact_search_and_use_their_indexes(
+        knn_clone_url: str, catalog: Catalog) -> None:
+    """The largest brand split into 4 shard indexes: every shard subquery runs on its own
+    index, and the union of shards answers exactly, alone and in a mall."""
+    _, brands, _ = catalog
+    largest = brand_filters(brands)[1]
+    assert largest is not None
+    with psycopg.connect(knn_clone_url, autocommit=True) as conn:
+        register_vector(conn)
+        assert ensure_brand_shards(conn, largest[0], MODEL, 4, concurrently=False) == 4
+        assert ensure_brand_shards(conn, largest[0], MODEL, 4) == 0  # idempotent
+        conn.execute("ANALYZE sku_image_embeddings")
+        forget_profile(conn)
+        # ef 400 ≥ a shard's ~225 rows: each shard search is exhaustive, so the answer is exact
+        options: dict[str, Any] = {"ef_search": 300, "ef_budget": 10**6, "exact_max_rows": 0}
+        smallest = brand_filters(brands)[0]
+        assert smallest is not None
+        for brand_filter in (largest, [*smallest, *largest]):
+            plan = plan_of(conn, brand_filter, **options)
+            shards = [p for p in plan.indexed if p.brand == largest[0]]
+            assert [(p.shard, p.shards, p.ef) for p in shards] == [(i, 4, 400) for i in range(4)]
+            assert plan_of(conn, brand_filter, use_shards=False, **options).indexed[-1].shards == 1
+            for q in queries(catalog, 4, seed=51):
+                hits = knn_images_sync(conn, q, k=K, model_version=MODEL, brands=brand_filter,
+                                       **options)
+                assert_exact(hits, exact_ids(conn, q, brand_filter, K), brand_filter)
+        with conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")  # tiny table: make the choice visible
+            for i in range(4):
+                explain = conn.execute(
+                    "EXPLAIN SELECT id FROM sku_image_embeddings WHERE brand = %s AND model_version = %s"
+                    f" AND (hashtext(sku_id) & 3) = {i} ORDER BY embedding <=> %s LIMIT 50",
+                    (largest[0], MODEL, queries(catalog, 1)[0])).fetchall()
+                assert any("_hnsw_b_s4_" in row[0] for row in explain), explain

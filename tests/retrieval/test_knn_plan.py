@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from unde.retrieval.brand_index import brand_index_name, shard_count, shard_index_name
 from unde.retrieval.knn_plan import (
     MAX_EF,
     Catalog,
+    Part,
     SearchPlan,
     accept,
+    build_catalog,
     ef_tier,
     fallback,
     plan_search,
@@ -25,15 +28,15 @@ def catalog(*, version: tuple[int, ...] = (0, 6, 2), global_index: bool = True) 
 def test_one_brand_is_searched_in_its_own_index() -> None:
     # the whole budget, capped at 5·√rows = 274 → tier 400
     plan = plan_search(K, catalog(), ["mid"], 200)
-    assert plan == SearchPlan("union", ef=400, limit=K, indexed=(("mid", K, 400),))
-    assert plan_search(K, catalog(), ["big"], 200).indexed == (("big", K, MAX_EF),)
+    assert plan == SearchPlan("union", ef=400, limit=K, indexed=(Part("mid", K, 400),))
+    assert plan_search(K, catalog(), ["big"], 200).indexed == (Part("big", K, MAX_EF),)
 
 
 def test_budget_is_shared_by_rows_and_small_or_unindexed_brands_are_scanned_exactly() -> None:
     plan = plan_search(K, catalog(global_index=False), ["big", "mid", "tiny", "unindexed", "newcomer"], 200)
     assert plan.kind == "union"
     # big gets ~93% of the 1000 budget (tier 1000), mid the floor 2k = 100
-    assert dict((b, ef) for b, _, ef in plan.indexed) == {"big": 1000, "mid": 100}
+    assert {p.brand: p.ef for p in plan.indexed} == {"big": 1000, "mid": 100}
     # tiny: below EXACT_MAX_ROWS; unindexed: no valid index yet; newcomer: not in the counts
     assert plan.exact_brands == ("newcomer", "tiny", "unindexed")
 
@@ -73,7 +76,7 @@ def test_ef_tiers() -> None:
 
 
 def test_union_statements_one_per_tier_with_literals() -> None:
-    plan = SearchPlan("union", ef=1000, limit=K, indexed=(("O'Neill", K, 1000), ("b", 30, 100)),
+    plan = SearchPlan("union", ef=1000, limit=K, indexed=(Part("O'Neill", K, 1000), Part("b", 30, 100)),
                       exact_brands=("c",))
     out = statements(plan, "v'1", filtered=True)
     assert [settings for settings, _, _ in out] == [[("hnsw.ef_search", "100")],
@@ -97,6 +100,34 @@ def test_accept_and_fallback() -> None:
     assert fallback(capped, K, cat, ["mid"], 200, False) == SearchPlan(
         "union", limit=K, exact_brands=("mid",))
     assert fallback(capped, K, cat, None, 200, False).exact
-    union = SearchPlan("union", ef=100, limit=K, indexed=(("mid", K, 100),))
+    union = SearchPlan("union", ef=100, limit=K, indexed=(Part("mid", K, 100),))
     assert not accept(union, K, False, K) and accept(union, K, True, K)
     assert accept(SearchPlan("union", limit=K, exact_brands=("x",)), 3, False, K)
+
+
+def test_shard_count_keeps_shards_near_shard_rows() -> None:
+    assert [shard_count(rows, 8_000) for rows in (100, 8_000, 8_001, 16_001, 38_685, 10**7)] == [
+        1, 1, 2, 4, 8, 16]
+
+
+def test_catalog_uses_a_split_only_when_every_shard_index_is_valid() -> None:
+    names = {brand_index_name(b, "m1") for b in ("big", "mid")}
+    names |= {shard_index_name("big", "m1", i, 4) for i in range(4)}
+    names |= {shard_index_name("mid", "m1", i, 2) for i in range(1)}  # shard 1 of 2 missing
+    cat = build_catalog((0, 6, 2), "m1", {"big": 40_000, "mid": 3_000}, 43_000, names, True)
+    assert cat.shards == {"big": 4} and cat.indexed_brands == {"big", "mid"}
+
+
+def test_a_split_brand_is_searched_in_every_shard() -> None:
+    cat = Catalog((0, 6, 2), COUNTS, sum(COUNTS.values()), frozenset({"big", "mid"}), False,
+                  {"big": 4})
+    plan = plan_search(K, cat, ["big"], 200)
+    # 10K rows per shard: whole budget / 4 × SHARD_EF_SCALE (1.0) = 250 → tier 400
+    assert plan.indexed == tuple(Part("big", K, 400, i, 4) for i in range(4))
+    sql_text = " ".join(s[1].as_string(None) for s in statements(plan, "m1", filtered=True))
+    for i in range(4):
+        assert f"brand = 'big' AND model_version = 'm1' AND (hashtext(sku_id) & 3) = {i} " in sql_text
+    assert plan_search(K, cat, ["big"], 200, use_shards=False).indexed == (Part("big", K, MAX_EF),)
+    # a shard's size is only known on average: it must return min(k, half its share)
+    small = Catalog((0, 6, 2), {"big": 1_520}, 1_520, frozenset(), False, {"big": 16})
+    assert {p.expected for p in plan_search(K, small, ["big"], 200).indexed} == {1_520 // 32}

@@ -41,6 +41,8 @@ async def _index(settings: IndexerSettings, urls: DatabaseUrls, args: argparse.N
         if args.plan_only:
             return 0
         totals = await _consume_with_progress(service, args.workers, args.max_jobs)
+        built = await service.ensure_search_indexes()
+        print(f"search indexes: {built} built")
         counts = await service.status_counts()
     finally:
         await service.close()

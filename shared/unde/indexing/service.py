@@ -7,6 +7,7 @@ Shared by the `indexer` function (`POST /embed_batch`, `POST /plan`), the queue 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,8 +22,10 @@ from unde.indexing.consumer import ConsumerConfig, IndexConsumer, IndexCounts
 from unde.indexing.planner import PlanReport, plan_missing
 from unde.metrics import QUEUE_DEPTH
 from unde.models.base import ImageEmbedder
+from unde.retrieval.brand_index import ensure_search_indexes
 from unde.settings import IndexerSettings, secret_value
 
+log = logging.getLogger(__name__)
 
 def consumer_config(settings: IndexerSettings) -> ConsumerConfig:
     """The consumer's knobs from INDEX_* settings."""
@@ -71,6 +74,14 @@ class IndexingService:
     async def consume(self, max_jobs: int | None = None, *, stop: asyncio.Event | None = None,
                       on_batch: Callable[[IndexCounts], None] | None = None) -> IndexCounts:
         return await self.consumer().run(max_jobs, stop=stop, on_batch=on_batch)
+
+    async def ensure_search_indexes(self) -> int:
+        """Per-brand (and, for large brands, per-shard) search indexes brought up to date."""
+        async with self.production.connection() as conn:
+            built = await ensure_search_indexes(conn, self.model_version)
+        if built:
+            log.info("built %d search indexes for %s", built, self.model_version)
+        return built
 
     async def depth(self) -> int:
         """Jobs ready to run (the KEDA query); also published as a gauge."""

@@ -32,13 +32,21 @@ async def work(service: IndexingService, stop: asyncio.Event, *, idle_exit_s: fl
     """Consume until `stop` is set (or idle for `idle_exit_s`); returns the totals."""
     total = IndexCounts()
     idle_since = time.monotonic()
+    drained = True
     while not stop.is_set():
         counts = await service.consume(stop=stop)
         total.add(counts)
         if counts.claimed:
             idle_since = time.monotonic()
+            drained = False
             log.info("indexed batch run", extra={"counts": counts.as_dict()})
             continue
+        if not drained:  # the queue just emptied: split brands that outgrew their index
+            drained = True
+            try:
+                await service.ensure_search_indexes()
+            except Exception:
+                log.warning("could not update the search indexes; retried after the next drain", exc_info=True)
         if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
             log.info("queue idle for %.0fs, exiting", idle_exit_s)
             break

@@ -16,6 +16,14 @@ brand exactly (`unde.retrieval.knn`), so results stay correct while indexes are 
 
 Index names are derived from a hash of (model_version, brand): any brand text is safe and the
 name fits PostgreSQL's 63-byte identifiers; the predicate's values are passed as SQL literals.
+
+Large brands are also split into `shards` (a power of two) partial indexes by a hash of the
+SKU (``… AND (hashtext(sku_id) & (shards - 1)) = i``; all photos of a SKU share a shard), so
+each graph holds ≤ ~SHARD_ROWS rows: a union of small graphs at a modest ef finds the brand's
+top-k with far higher recall than one large graph at ef 1000 (measured: 38.7K-row brand, 8
+shards at ef 200 → recall@50 0.998 vs 0.98 for one index at ef 1000, at lower latency).
+`ensure_brand_shards` builds them when the indexer sees a brand outgrow its shard count
+(`shard_count`); queries use a brand's shards only once every one of them is valid.
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 #: How long `ensure_brand_index` waits for another process building the same index.
 LOCK_WAIT_S = 600.0
+#: A brand is split into shards of at most about this many rows (see `shard_count`).
+SHARD_ROWS = 8_000
+#: Most shards per brand (a query pays ~1–2 ms per shard searched).
+MAX_SHARDS = 16
 _LOCK_CLASS = 0x62696478  # "bidx": first key of the two-int advisory lock
 
 VALID_INDEXES_SQL = """
@@ -56,6 +68,27 @@ def brand_index_name(brand: str, model_version: str) -> str:
     return PREFIX + digest
 
 
+def shard_count(rows: int, shard_rows: int = SHARD_ROWS) -> int:
+    """Shards for a brand of `rows` rows: the power of two ≥ rows / shard_rows (1 = unsplit)."""
+    shards = 1
+    while shards < MAX_SHARDS and rows > shard_rows * shards:
+        shards *= 2
+    return shards
+
+
+def shard_index_name(brand: str, model_version: str, shard: int, shards: int) -> str:
+    """The partial index of one shard of a brand (PREFIX + 's' + shards + '_' + shard + digest)."""
+    digest = hashlib.sha256(f"{model_version}\x00{brand}".encode()).hexdigest()[:18]
+    return f"{PREFIX}s{shards}_{shard}_{digest}"
+
+
+def shard_predicate(shard: int, shards: int) -> sql.Composed:
+    """The SKU-hash clause of a shard, written the same in the index and in the query (the
+    planner proves a partial index's predicate by structural equality)."""
+    return sql.SQL("(hashtext(sku_id) & {mask}) = {shard}").format(
+        mask=sql.Literal(shards - 1), shard=sql.Literal(shard))
+
+
 def _lock_key(name: str) -> int:
     """A signed 32-bit key for pg_try_advisory_lock(int, int) from the index name."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
@@ -71,6 +104,22 @@ def create_index_sql(brand: str, model_version: str, *, concurrently: bool = Tru
              name=sql.Identifier(brand_index_name(brand, model_version)),
              table=sql.Identifier(TABLE), m=sql.Literal(HNSW_M), efc=sql.Literal(HNSW_EF_CONSTRUCTION),
              brand=sql.Literal(brand), model_version=sql.Literal(model_version))
+
+
+def create_shard_index_sql(brand: str, model_version: str, shard: int, shards: int, *,
+                           concurrently: bool = True) -> sql.Composed:
+    """CREATE INDEX … WHERE brand = '<b>' AND model_version = '<v>' AND <shard predicate>."""
+    if shards < 2 or shards & (shards - 1) or not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} of {shards}: shards must be a power of two ≥ 2")
+    return sql.SQL(
+        "CREATE INDEX {concurrently} IF NOT EXISTS {name} ON {table} "
+        "USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {efc}) "
+        "WHERE brand = {brand} AND model_version = {model_version} AND {shard}"
+    ).format(concurrently=sql.SQL("CONCURRENTLY" if concurrently else ""),
+             name=sql.Identifier(shard_index_name(brand, model_version, shard, shards)),
+             table=sql.Identifier(TABLE), m=sql.Literal(HNSW_M), efc=sql.Literal(HNSW_EF_CONSTRUCTION),
+             brand=sql.Literal(brand), model_version=sql.Literal(model_version),
+             shard=shard_predicate(shard, shards))
 
 
 def _drop_sql(name: str, concurrently: bool) -> sql.Composed:
@@ -91,8 +140,29 @@ def ensure_brand_index(conn: Connection[Any], brand: str, model_version: str, *,
     Returns True when this call built it, False when it was already there. Idempotent; the
     connection must be in autocommit mode. Waits (polling) while another session builds it.
     """
+    return _ensure_sync(conn, brand_index_name(brand, model_version),
+                        create_index_sql(brand, model_version, concurrently=concurrently),
+                        concurrently, lock_wait_s)
+
+
+def ensure_brand_shards(conn: Connection[Any], brand: str, model_version: str, shards: int, *,
+                        concurrently: bool = True, lock_wait_s: float = LOCK_WAIT_S) -> int:
+    """Make sure all `shards` shard indexes of (brand, model_version) exist and are valid.
+
+    Returns how many this call built. Same locking and autocommit rules as
+    `ensure_brand_index`; the brand's unsplit index is kept (new rows keep it current, and
+    it serves while a different shard count is being built).
+    """
+    return sum(_ensure_sync(conn, shard_index_name(brand, model_version, i, shards),
+                            create_shard_index_sql(brand, model_version, i, shards,
+                                                   concurrently=concurrently),
+                            concurrently, lock_wait_s)
+               for i in range(shards))
+
+
+def _ensure_sync(conn: Connection[Any], name: str, create: sql.Composed, concurrently: bool,
+                 lock_wait_s: float) -> bool:
     _require_autocommit(conn)
-    name = brand_index_name(brand, model_version)
     row = conn.execute(_STATE_SQL, (name,)).fetchone()
     if row is not None and row[0]:
         return False
@@ -109,7 +179,7 @@ def ensure_brand_index(conn: Connection[Any], brand: str, model_version: str, *,
             return False
         if row is not None:  # invalid: a builder died mid-way (it would still hold the lock)
             conn.execute(_drop_sql(name, concurrently))
-        conn.execute(create_index_sql(brand, model_version, concurrently=concurrently))
+        conn.execute(create)
         return True
     finally:
         conn.execute("RESET statement_timeout")
@@ -120,8 +190,27 @@ async def ensure_brand_index_async(conn: AsyncConnection[Any], brand: str, model
                                    concurrently: bool = True,
                                    lock_wait_s: float = LOCK_WAIT_S) -> bool:
     """Async twin of `ensure_brand_index` (the indexer's pool connections are autocommit)."""
+    return await _ensure_async(conn, brand_index_name(brand, model_version),
+                               create_index_sql(brand, model_version, concurrently=concurrently),
+                               concurrently, lock_wait_s)
+
+
+async def ensure_brand_shards_async(conn: AsyncConnection[Any], brand: str, model_version: str,
+                                    shards: int, *, concurrently: bool = True,
+                                    lock_wait_s: float = LOCK_WAIT_S) -> int:
+    """Async twin of `ensure_brand_shards`."""
+    built = 0
+    for i in range(shards):
+        built += await _ensure_async(
+            conn, shard_index_name(brand, model_version, i, shards),
+            create_shard_index_sql(brand, model_version, i, shards, concurrently=concurrently),
+            concurrently, lock_wait_s)
+    return built
+
+
+async def _ensure_async(conn: AsyncConnection[Any], name: str, create: sql.Composed,
+                        concurrently: bool, lock_wait_s: float) -> bool:
     _require_autocommit(conn)
-    name = brand_index_name(brand, model_version)
     row = await (await conn.execute(_STATE_SQL, (name,))).fetchone()
     if row is not None and row[0]:
         return False
@@ -142,7 +231,7 @@ async def ensure_brand_index_async(conn: AsyncConnection[Any], brand: str, model
             return False
         if row is not None:
             await conn.execute(_drop_sql(name, concurrently))
-        await conn.execute(create_index_sql(brand, model_version, concurrently=concurrently))
+        await conn.execute(create)
         return True
     finally:
         await conn.execute("RESET statement_timeout")
@@ -158,3 +247,24 @@ async def valid_brand_indexes_async(conn: AsyncConnection[Any]) -> set[str]:
     """Async twin of `valid_brand_indexes`."""
     rows = await (await conn.execute(VALID_INDEXES_SQL, (PREFIX,))).fetchall()
     return {row[0] for row in rows}
+
+
+async def ensure_search_indexes(conn: AsyncConnection[Any], model_version: str, *,
+                                shard_rows: int = SHARD_ROWS) -> int:
+    """Bring every brand's search indexes up to its size: its partial index, and shard indexes
+    once it outgrows `shard_rows`. Idempotent; returns how many indexes it built.
+
+    The indexer runs it when its queue drains (and `unde index` at the end), so a brand that
+    grew during a catalog load is split before shoppers search it.
+    """
+    _require_autocommit(conn)
+    cursor = await conn.execute(
+        "SELECT brand, count(*) FROM sku_image_embeddings WHERE model_version = %s GROUP BY brand ORDER BY brand",
+        (model_version,))
+    built = 0
+    for brand, rows in await cursor.fetchall():
+        built += int(await ensure_brand_index_async(conn, brand, model_version))
+        shards = shard_count(int(rows), shard_rows)
+        if shards > 1:
+            built += await ensure_brand_shards_async(conn, brand, model_version, shards)
+    return built

@@ -23,7 +23,9 @@ How this module answers (plans, chosen per query from cached per-brand row count
   ef tiers, one statement per tier, all in one pipelined transaction. Brands of at most
   `exact_max_rows` rows, brands without a valid index yet and brands unknown to the cached
   counts are scanned exactly in one more subquery (bitmap scan on the brand index), so a
-  missing index costs speed, never correctness. Every indexed subquery must return
+  missing index costs speed, never correctness. A large brand split into shard indexes
+  (`brand_index.ensure_brand_shards`) is searched in each shard (small graphs: high recall at
+  a modest ef) instead of its one large graph. Every indexed subquery must return
   min(k, brand rows); an aggregate reports it, and a shortfall (counts gone stale, an index
   dropped) re-plans with fresh counts, then falls back to exact scans.
 * ``global`` — the one global HNSW index with the filter applied after it, ef raised to
@@ -234,15 +236,17 @@ class KnnQuery:
     exact_max_rows: int = EXACT_MAX_ROWS
     use_brand_indexes: bool = True
     ef_budget: int = UNION_EF_BUDGET
+    use_shards: bool = True
 
     def plan(self, catalog: Catalog, use_brand_indexes: bool = True) -> SearchPlan:
         return plan_search(self.k, catalog, self.brands, self.ef_search,
                            exact_max_rows=self.exact_max_rows, ef_budget=self.ef_budget,
-                           use_brand_indexes=self.use_brand_indexes and use_brand_indexes)
+                           use_brand_indexes=self.use_brand_indexes and use_brand_indexes,
+                           use_shards=self.use_shards)
 
     def fallback(self, plan: SearchPlan, catalog: Catalog, refreshed: bool) -> SearchPlan:
         return fallback(plan, self.k, catalog, self.brands, self.ef_search,
-                        self.use_brand_indexes and not refreshed, self.ef_budget)
+                        self.use_brand_indexes and not refreshed, self.ef_budget, self.use_shards)
 
 
 def _start(k: int, ef_search: int, brands: Sequence[str] | None, vector: Any) -> np.ndarray | None:
@@ -256,7 +260,7 @@ async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, v
                      k: int, model_version: str, brands: Sequence[str] | None,
                      ef_search: int = 200, exact_max_rows: int = EXACT_MAX_ROWS,
                      use_brand_indexes: bool = True,
-                     ef_budget: int = UNION_EF_BUDGET) -> list[ImageHit]:
+                     ef_budget: int = UNION_EF_BUDGET, use_shards: bool = True) -> list[ImageHit]:
     """The true top-k catalog photos nearest to `vector` among `brands` (None = all brands).
 
     The pool's connections need pgvector registered (`open_pool(..., vector=True)`).
@@ -265,12 +269,14 @@ async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, v
     union plan shares among its brands (see `unde.retrieval.knn_plan.union_plan`); brands
     (and whole filters) of at most
     `exact_max_rows` rows are scanned exactly; `use_brand_indexes=False` ignores the
-    per-brand indexes (the previous design, kept as the benchmark's baseline).
+    per-brand indexes (the previous design, kept as the benchmark's baseline);
+    `use_shards=False` ignores the shard indexes of large brands (searches their one index).
     """
     q = _start(k, ef_search, brands, vector)
     if q is None:
         return []
-    query = KnnQuery(k, model_version, brands, ef_search, exact_max_rows, use_brand_indexes, ef_budget)
+    query = KnnQuery(k, model_version, brands, ef_search, exact_max_rows, use_brand_indexes, ef_budget,
+                     use_shards)
     if isinstance(conn_or_pool, AsyncConnectionPool):
         async with conn_or_pool.connection() as conn:
             return await _knn_async(conn_or_pool, conn, q, query)
@@ -299,12 +305,13 @@ async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray,
 def knn_images_sync(conn_or_pool: Connection[Any] | ConnectionPool, vector: Any, *, k: int,
                     model_version: str, brands: Sequence[str] | None, ef_search: int = 200,
                     exact_max_rows: int = EXACT_MAX_ROWS, use_brand_indexes: bool = True,
-                    ef_budget: int = UNION_EF_BUDGET) -> list[ImageHit]:
+                    ef_budget: int = UNION_EF_BUDGET, use_shards: bool = True) -> list[ImageHit]:
     """Blocking twin of `knn_images` (benchmarks, CLI); same plan, same guarantees."""
     q = _start(k, ef_search, brands, vector)
     if q is None:
         return []
-    query = KnnQuery(k, model_version, brands, ef_search, exact_max_rows, use_brand_indexes, ef_budget)
+    query = KnnQuery(k, model_version, brands, ef_search, exact_max_rows, use_brand_indexes, ef_budget,
+                     use_shards)
     if isinstance(conn_or_pool, ConnectionPool):
         with conn_or_pool.connection() as conn:
             return _knn_sync(conn_or_pool, conn, q, query)

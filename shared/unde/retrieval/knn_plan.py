@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Literal, NamedTuple
 
 from psycopg import sql
 
-from unde.retrieval.brand_index import brand_index_name
+from unde.retrieval.brand_index import MAX_SHARDS, brand_index_name, shard_index_name, shard_predicate
 
 #: The global HNSW path over-fetches: ef ≥ k × OVERFETCH / (share of rows the filter keeps).
 OVERFETCH = 8.0
@@ -39,6 +39,11 @@ UNION_EF_BUDGET = 1000
 #: …and never more than PARTIAL_EF_PER_SQRT_ROW × √(brand rows): a small brand's graph is
 #: walked whole long before ef 1000 (measured at ef ≥ 5·√rows: recall@50 ≥ 0.98 per brand).
 PARTIAL_EF_PER_SQRT_ROW = 5.0
+#: A shard's ef is this fraction of its share of the budget (its rows' share, like a brand's).
+#: Measured (bench/pgvector.py, 38.7K-row brand in 8 shards): ef 100 per shard → recall@50
+#: 0.95–0.97, ef 200 → 0.996–0.998; its one graph at ef 1000 → 0.90. 0.5 saves latency on
+#: mid-size malls but drops their recall from ~0.993 to ~0.98.
+SHARD_EF_SCALE = 1.0
 #: On pgvector ≥ 0.8, how many tuples an iterative scan may visit at most.
 MAX_SCAN_TUPLES = 50_000
 GLOBAL_INDEX = "sku_image_embeddings_hnsw"
@@ -70,6 +75,17 @@ class PlanCosts:
 COSTS = PlanCosts()
 
 
+class Part(NamedTuple):
+    """One indexed subquery of a union: a brand (or one shard of it), the rows it must
+    return (min(k, rows), less for a shard whose exact size is unknown) and its ef."""
+
+    brand: str
+    expected: int
+    ef: int
+    shard: int = 0
+    shards: int = 1  # 1: the brand's unsplit index
+
+
 @dataclass(frozen=True, slots=True)
 class SearchPlan:
     """How one query runs.
@@ -84,7 +100,7 @@ class SearchPlan:
     ef: int | None = None
     limit: int = 0
     iterative: bool = False
-    indexed: tuple[tuple[str, int, int], ...] = ()  # (brand, expected rows, ef)
+    indexed: tuple[Part, ...] = ()
     exact_brands: tuple[str, ...] = ()
     exact_rest: bool = False  # no filter: scan every brand not in `indexed` exactly
 
@@ -95,13 +111,15 @@ class SearchPlan:
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    """What the planner knows: pgvector version, rows per brand, which brands have an index."""
+    """What the planner knows: pgvector version, rows per brand, which brands have an index,
+    and into how many valid shard indexes a brand is split (absent: not split)."""
 
     version: tuple[int, ...]
     counts: Mapping[str, int]
     total: int
     indexed_brands: frozenset[str]
     global_index: bool
+    shards: Mapping[str, int] = field(default_factory=dict)
 
 
 VERSION_SQL = "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
@@ -127,9 +145,17 @@ def supports_iterative_scan(version: tuple[int, ...]) -> bool:
 
 def build_catalog(version: tuple[int, ...], model_version: str, counts: dict[str, int], total: int,
                   index_names: set[str], global_index: bool) -> Catalog:
-    """The planner's view; a brand counts as indexed when its valid partial index exists."""
+    """The planner's view; a brand counts as indexed when its valid partial index exists, and
+    as split in n shards when all n of its shard indexes are valid (the most complete split)."""
     indexed = frozenset(b for b in counts if brand_index_name(b, model_version) in index_names)
-    return Catalog(version, counts, total, indexed, global_index)
+    shards: dict[str, int] = {}
+    for brand in counts:
+        n = MAX_SHARDS
+        while n >= 2 and brand not in shards:
+            if all(shard_index_name(brand, model_version, i, n) in index_names for i in range(n)):
+                shards[brand] = n
+            n //= 2
+    return Catalog(version, counts, total, indexed, global_index, shards)
 
 
 def _global_plan(k: int, kept: int, total: int, ef_search: int, iterative: bool) -> SearchPlan | None:
@@ -152,30 +178,42 @@ def ef_tier(ef: int, k: int) -> int:
 
 
 def union_plan(k: int, catalog: Catalog, brands: Sequence[str] | None, ef_search: int,
-               exact_max_rows: int = EXACT_MAX_ROWS, ef_budget: int = UNION_EF_BUDGET) -> SearchPlan:
+               exact_max_rows: int = EXACT_MAX_ROWS, ef_budget: int = UNION_EF_BUDGET,
+               use_shards: bool = True) -> SearchPlan:
     """Partial-index search for indexed brands above `exact_max_rows`, exact scan for the rest.
 
-    Each brand's ef is its share of `ef_budget` by rows, at least PARTIAL_EF_PER_K × k, at
-    most max(ef_search, PARTIAL_EF_PER_SQRT_ROW × √rows), rounded up to its tier.
+    A split brand (`Catalog.shards`, with `use_shards`) is searched in each of its shard
+    indexes instead of its one index. Each part's ef is its share of `ef_budget` by rows, at
+    least PARTIAL_EF_PER_K × k, at most max(ef_search, PARTIAL_EF_PER_SQRT_ROW × √rows),
+    rounded up to its tier.
     """
     wanted = sorted(catalog.counts) if brands is None else sorted(set(brands))
-    chosen, exact = [], []
+    chosen: list[tuple[str, int, int]] = []  # brand, rows, shards
+    exact = []
     for brand in wanted:
         rows = catalog.counts.get(brand)
-        if rows is not None and brand in catalog.indexed_brands and rows > exact_max_rows:
-            chosen.append((brand, rows))
+        shards = catalog.shards.get(brand, 1) if use_shards else 1
+        if rows is not None and rows > exact_max_rows and (shards > 1 or brand in catalog.indexed_brands):
+            chosen.append((brand, rows, shards))
         else:  # small, not indexed (yet), or unknown to the cached counts: scan exactly
             exact.append(brand)
     if not chosen:
         return SearchPlan("exact", limit=k) if brands is None else SearchPlan(
             "union", limit=k, exact_brands=tuple(exact))
-    rows_indexed = sum(rows for _, rows in chosen)
+    rows_indexed = sum(rows for _, rows, _ in chosen)
     floor = PARTIAL_EF_PER_K * k
-    indexed = tuple((brand, min(k, rows), ef_tier(max(floor, min(
-        math.ceil(ef_budget * rows / rows_indexed),
-        max(ef_search, math.ceil(PARTIAL_EF_PER_SQRT_ROW * math.sqrt(rows))))), k))
-        for brand, rows in chosen)
-    top = max(ef for _, _, ef in indexed)
+
+    def ef_of(rows: float, scale: float = 1.0) -> int:
+        return ef_tier(max(floor, min(math.ceil(scale * ef_budget * rows / rows_indexed), max(
+            ef_search, math.ceil(PARTIAL_EF_PER_SQRT_ROW * math.sqrt(rows))))), k)
+
+    # A shard's exact size is unknown (hash split): it must return min(k, half its share).
+    indexed = tuple(
+        Part(brand, min(k, rows), ef_of(rows)) if shards == 1 else
+        Part(brand, min(k, rows // (2 * shards)), ef_of(rows / shards, SHARD_EF_SCALE), shard,
+             shards)
+        for brand, rows, shards in chosen for shard in range(shards))
+    top = max(part.ef for part in indexed)
     if brands is None:  # brands newer than the cached counts must be scanned too
         return SearchPlan("union", ef=top, limit=k, indexed=indexed, exact_rest=True)
     return SearchPlan("union", ef=top, limit=k, indexed=indexed, exact_brands=tuple(exact))
@@ -192,12 +230,13 @@ def plan_cost(plan: SearchPlan, catalog: Catalog, costs: PlanCosts = COSTS, shar
         return costs.exact(catalog.total)
     rest = set(catalog.counts) - {part[0] for part in plan.indexed} if plan.exact_rest else ()
     exact_rows = sum(catalog.counts.get(b, 0) for b in (*plan.exact_brands, *rest))
-    return costs.exact(exact_rows) + sum(costs.partial(ef) for _, _, ef in plan.indexed)
+    return costs.exact(exact_rows) + sum(costs.partial(part.ef) for part in plan.indexed)
 
 
 def plan_search(k: int, catalog: Catalog, brands: Sequence[str] | None, ef_search: int, *,
                 exact_max_rows: int = EXACT_MAX_ROWS, use_brand_indexes: bool = True,
-                ef_budget: int = UNION_EF_BUDGET, costs: PlanCosts = COSTS) -> SearchPlan:
+                ef_budget: int = UNION_EF_BUDGET, costs: PlanCosts = COSTS,
+                use_shards: bool = True) -> SearchPlan:
     """The cheapest correct plan for this filter (see the module docstring)."""
     kept = catalog.total if brands is None else sum(catalog.counts.get(b, 0) for b in set(brands))
     if kept <= max(exact_max_rows, k):
@@ -210,8 +249,10 @@ def plan_search(k: int, catalog: Catalog, brands: Sequence[str] | None, ef_searc
             candidates.append(plan)
     # Without a filter the union would also need a scan of every brand without an index
     # (including brands newer than the cached counts): only when there is no global index.
-    if use_brand_indexes and catalog.indexed_brands and (brands is not None or not candidates):
-        candidates.append(union_plan(k, catalog, brands, ef_search, exact_max_rows, ef_budget))
+    if use_brand_indexes and (catalog.indexed_brands or catalog.shards) and (
+            brands is not None or not candidates):
+        candidates.append(union_plan(k, catalog, brands, ef_search, exact_max_rows, ef_budget,
+                                     use_shards))
     if not candidates:
         return SearchPlan("exact", limit=k)
     share = kept / catalog.total if catalog.total else 1.0
@@ -219,12 +260,13 @@ def plan_search(k: int, catalog: Catalog, brands: Sequence[str] | None, ef_searc
 
 
 def fallback(plan: SearchPlan, k: int, catalog: Catalog, brands: Sequence[str] | None,
-             ef_search: int, use_brand_indexes: bool, ef_budget: int = UNION_EF_BUDGET) -> SearchPlan:
+             ef_search: int, use_brand_indexes: bool, ef_budget: int = UNION_EF_BUDGET,
+             use_shards: bool = True) -> SearchPlan:
     """The next, more thorough plan after a result that cannot be trusted."""
     if plan.kind == "global" and not plan.iterative and plan.ef is not None and plan.ef < MAX_EF:
         return replace(plan, ef=min(MAX_EF, plan.ef * 4))
-    if plan.kind == "global" and use_brand_indexes and catalog.indexed_brands:
-        return union_plan(k, catalog, brands, ef_search, ef_budget=ef_budget)
+    if plan.kind == "global" and use_brand_indexes and (catalog.indexed_brands or catalog.shards):
+        return union_plan(k, catalog, brands, ef_search, ef_budget=ef_budget, use_shards=use_shards)
     if brands is None:
         return SearchPlan("exact", limit=k)
     return SearchPlan("union", limit=k, exact_brands=tuple(sorted(set(brands))))
@@ -252,14 +294,14 @@ def statements(plan: SearchPlan, model_version: str, filtered: bool) -> list[Sta
     """
     if plan.kind != "union":
         return [(settings_sql(plan), search_sql(plan, model_version, filtered), 0)]
-    tiers = sorted({ef for _, _, ef in plan.indexed}) or [0]
+    tiers = sorted({part.ef for part in plan.indexed}) or [0]
     out: list[Statement] = []
     for n, ef in enumerate(tiers):
-        parts = tuple(part for part in plan.indexed if part[2] == ef)
+        parts = tuple(part for part in plan.indexed if part.ef == ef)
         step = replace(plan, ef=ef or None, indexed=parts,
                        exact_brands=plan.exact_brands if n == 0 else (),
                        exact_rest=plan.exact_rest and n == 0)
-        excluded = [part[0] for part in plan.indexed]  # exact_rest: every other brand
+        excluded = sorted({part.brand for part in plan.indexed})  # exact_rest: every other brand
         out.append((settings_sql(step), _union_sql(step, model_version, excluded), len(parts)))
     return out
 
@@ -285,14 +327,16 @@ def _union_sql(plan: SearchPlan, model_version: str, excluded: Sequence[str] = (
     version = sql.Literal(model_version)
     parts: list[sql.Composable] = [
         sql.SQL("(SELECT {cols}, embedding <=> %(q)s AS distance, {part} AS part, {expected} AS expected "
-                "FROM sku_image_embeddings WHERE brand = {brand} AND model_version = {version} "
+                "FROM sku_image_embeddings WHERE brand = {brand} AND model_version = {version}{shard} "
                 "ORDER BY embedding <=> %(q)s LIMIT {k})").format(
-            cols=sql.SQL(_COLUMNS), part=sql.Literal(i), expected=sql.Literal(expected),
-            brand=sql.Literal(brand), version=version, k=sql.Literal(plan.limit))
-        for i, (brand, expected, _) in enumerate(plan.indexed)]
+            cols=sql.SQL(_COLUMNS), part=sql.Literal(i), expected=sql.Literal(p.expected),
+            brand=sql.Literal(p.brand), version=version, k=sql.Literal(plan.limit),
+            shard=sql.SQL(" AND {}").format(shard_predicate(p.shard, p.shards))
+            if p.shards > 1 else sql.SQL(""))
+        for i, p in enumerate(plan.indexed)]
     if plan.exact_brands or plan.exact_rest:
-        listed = list(plan.exact_brands) if plan.exact_brands else list(excluded or (
-            part[0] for part in plan.indexed))
+        listed = list(plan.exact_brands) if plan.exact_brands else list(excluded or sorted(
+            {part.brand for part in plan.indexed}))
         parts.append(sql.SQL(
             "(SELECT {cols}, embedding <=> %(q)s AS distance, -1 AS part, 0 AS expected "
             "FROM sku_image_embeddings WHERE {member} AND model_version = {version} "
