@@ -29,6 +29,7 @@ from unde.logs import configure_logging
 from unde.openapi import Operation, document
 from unde.pipeline.feedback import store_feedback
 from unde.pipeline.inputs import FeedbackBody, RecognizeBody, read_photo
+from unde.pipeline.item import Emit, no_emit
 from unde.pipeline.photo import PhotoInput, Recognizer
 from unde.pipeline.request_log import RequestLog
 from unde.response_shapes import FeedbackResponse, RecognizeResponse
@@ -119,16 +120,13 @@ async def recognize(request: Request) -> Response:
 
 
 async def _recognize(runtime: Runtime, photo: PhotoInput, request_id: str | None,
-                     emit: Any = None) -> dict[str, Any]:
+                     emit: Emit | None = None) -> dict[str, Any]:
     assert runtime.request_log is not None
     recognizer = runtime.recognizer
     request_id = request_id or tracing.new_context().request_id
     try:
         async with asyncio.timeout(SETTINGS.request_hard_deadline_s):
-            if emit is None:
-                result = await recognizer.recognize(photo, request_id)
-            else:
-                result = await recognizer.recognize(photo, request_id, emit)
+            result = await recognizer.recognize(photo, request_id, emit or no_emit)
     except UndeError as exc:
         runtime.request_log.submit(failure_record(request_id, photo, exc))
         raise

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import functions_framework.aio
 import httpx
@@ -177,19 +177,34 @@ async def _read(request: Request, model: type[Any]) -> tuple[Any, Image.Image, b
 
 # ---- endpoints ----------------------------------------------------------------------------
 
+T = TypeVar("T")
+
+
+async def ximilar_or_local(provider: str, step: str, ximilar: Callable[[], Awaitable[tuple[T, int]]],
+                           local: Callable[[], Awaitable[T]]) -> tuple[T, str, int, list[str]]:
+    """Ximilar when it is the provider; on its failure the offline provider answers, flagged.
+
+    Returns (result, provider that answered, credits spent, degradations).
+    """
+    if provider == "ximilar":
+        try:
+            result, credits = await ximilar()
+            return result, "ximilar", credits, []
+        except UpstreamError as exc:
+            log.warning("Ximilar %s failed, using the offline provider: %s", step, exc)
+            return await local(), "local", 0, [f"ximilar_{step}_failed"]
+    return await local(), "local", 0, []
+
+
 async def detect(request: Request) -> Mapping[str, Any]:
     """`POST /detect`."""
     _, image, data = await _read(request, DetectRequest)
-    provider, credits, degraded = DETECT_PROVIDER, 0, []
-    found: list[garments.Garment] | None = None
-    if provider == "ximilar":
-        try:
-            found, credits = await garments.detect_ximilar(await XIMILAR.get(), data, image.size)
-        except UpstreamError as exc:
-            log.warning("Ximilar detection failed, using the offline detector: %s", exc)
-            provider, degraded = "local", ["ximilar_detect_failed"]
-    if found is None:
-        found = await garments.detect_local(image)
+
+    async def by_ximilar() -> tuple[list[garments.Garment], int]:
+        return await garments.detect_ximilar(await XIMILAR.get(), data, image.size)
+
+    found, provider, credits, degraded = await ximilar_or_local(
+        DETECT_PROVIDER, "detect", by_ximilar, lambda: garments.detect_local(image))
     crops = await asyncio.to_thread(lambda: [garments.crop_jpeg(image, g.bbox) for g in found])
     items = [{"item_id": i, "bbox": list(g.bbox), "category": g.category, "type": g.type,
               "confidence": g.confidence, "crop": {"base64": base64.b64encode(crop).decode()}}
@@ -201,16 +216,12 @@ async def detect(request: Request) -> Mapping[str, Any]:
 async def tag(request: Request) -> Mapping[str, Any]:
     """`POST /tag`."""
     body, image, data = await _read(request, TagRequest)
-    provider, credits, degraded = TAG_PROVIDER, 0, []
-    tags: garments.Tags | None = None
-    if provider == "ximilar":
-        try:
-            tags, credits = await garments.tag_ximilar(await XIMILAR.get(), data, body.category)
-        except UpstreamError as exc:
-            log.warning("Ximilar tagging failed, using the offline tagger: %s", exc)
-            provider, degraded = "local", ["ximilar_tag_failed"]
-    if tags is None:
-        tags = await garments.tag_local(image, body.category)
+
+    async def by_ximilar() -> tuple[garments.Tags, int]:
+        return await garments.tag_ximilar(await XIMILAR.get(), data, body.category)
+
+    tags, provider, credits, degraded = await ximilar_or_local(
+        TAG_PROVIDER, "tag", by_ximilar, lambda: garments.tag_local(image, body.category))
     return {**tags.to_json(), "provider": provider, "credits": credits, "degraded": degraded}
 
 

@@ -37,7 +37,8 @@ TAG_TIMEOUT_S = 10.0
 RERANK_TIMEOUT_S = 15.0
 
 
-async def _no_emit(event: str, data: dict[str, Any]) -> None:
+async def no_emit(event: str, data: dict[str, Any]) -> None:
+    """The default event sink: a non-streamed request emits to nobody."""
     return None
 
 
@@ -80,7 +81,7 @@ class ItemPipeline:
     staging: AsyncConnectionPool | None
     deadline: Deadline
     user_mall: str | None
-    emit: Emit = _no_emit
+    emit: Emit = no_emit
 
     async def run(self, outcome: ItemOutcome) -> ItemOutcome:
         """All steps for one garment; never raises for upstream trouble."""

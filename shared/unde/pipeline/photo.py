@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from unde.errors import BadInput, UndeError, UpstreamRejected, UpstreamUnavailable
 from unde.pipeline import tiers
-from unde.pipeline.item import Emit, ItemOutcome, ItemPipeline, _no_emit, cards_for, search_order
+from unde.pipeline.item import Emit, ItemOutcome, ItemPipeline, cards_for, no_emit, search_order
 from unde.response_shapes import DetectResponse as Detection
 from unde.service_client import Deadline, ServiceClient
 from unde.settings import OrchestratorSettings, format_window
@@ -53,7 +53,7 @@ class Recognizer:
     staging: AsyncConnectionPool | None
 
     async def recognize(self, photo: PhotoInput, request_id: str | None = None,
-                        emit: Emit = _no_emit) -> Recognition:
+                        emit: Emit = no_emit) -> Recognition:
         """The whole pipeline for one photo; upstream trouble degrades, never raises past detect."""
         request_id = request_id or str(uuid.uuid4())
         started = time.perf_counter()
@@ -73,8 +73,7 @@ class Recognizer:
         total_ms = round((time.perf_counter() - started) * 1000, 1)
         response = build_response(request_id, outcomes, detect_ms, total_ms, degraded, detection)
         await emit("done", {"request_id": request_id, "total_ms": total_ms, "partial": partial})
-        record = build_record(request_id, photo, self.settings, outcomes, detection, detect_ms,
-                              total_ms, degraded)
+        record = build_record(photo, self.settings, outcomes, response)
         return Recognition(response, record)
 
     async def _detect(self, photo: PhotoInput, deadline: Deadline) -> tuple[Detection, float]:
@@ -170,31 +169,30 @@ def build_response(request_id: str, outcomes: list[ItemOutcome], detect_ms: floa
     }
 
 
-def build_record(request_id: str, photo: PhotoInput, settings: OrchestratorSettings,
-                 outcomes: list[ItemOutcome], detection: Detection, detect_ms: float,
-                 total_ms: float, degraded: list[str]) -> dict[str, Any]:
-    """The `recognition_requests` row. Scalar calibration columns describe the first
-    (most confident) garment; every garment's figures are in `search_results`."""
+def build_record(photo: PhotoInput, settings: OrchestratorSettings, outcomes: list[ItemOutcome],
+                 response: dict[str, Any]) -> dict[str, Any]:
+    """The `recognition_requests` row for a finished `response`. Scalar calibration columns
+    describe the first (most confident) garment; every garment's figures are in `search_results`."""
     first = outcomes[0] if outcomes else None
     search = first.search if first else None
-    response = build_response(request_id, outcomes, detect_ms, total_ms, degraded, detection)
+    timings = response["timings_ms"]
     return {
-        "id": request_id,
+        "id": response["request_id"],
         "user_id": _uuid_or_none(photo.user_id),
         "photo_url": photo.photo_url,
         "user_mall": photo.user_mall,
         "detected_items": [o.item.model_dump(exclude={"crop"}) for o in outcomes],
-        "detection_time_ms": round(detect_ms),
+        "detection_time_ms": round(timings["detection"]),
         "tags": [o.tags for o in outcomes],
-        "tagging_time_ms": _max(outcomes, "tagging"),
+        "tagging_time_ms": timings["tagging"],
         "search_results": [search_summary(o) for o in outcomes],
-        "search_time_ms": _max(outcomes, "search"),
-        "availability_time_ms": _max(outcomes, "availability"),
+        "search_time_ms": timings["search"],
+        "availability_time_ms": timings["availability"],
         "final_matches": [{"item_id": o.item.item_id, "match_type": o.match_type,
                            "matches": [{k: m.get(k) for k in ("brand", "external_id", "score")}
                                        for m in o.matches]} for o in outcomes],
-        "rerank_time_ms": _max(outcomes, "rerank"),
-        "total_time_ms": round(total_ms),
+        "rerank_time_ms": timings["rerank"],
+        "total_time_ms": round(timings["total"]),
         "items_detected": len(outcomes),
         "items_matched": sum(1 for o in outcomes if o.match_type in ("exact", "similar")),
         "used_ximilar_booster": any(o.search.used_ximilar for o in outcomes if o.search),
