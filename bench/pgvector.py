@@ -1,17 +1,17 @@
 """pgvector at 235K catalog photos × 512: index build, and the mall-filtered top-50 query.
 
 What is measured (one run, one machine): build time of the global HNSW index (m 16,
-ef_construction 64) and of the 40 per-brand partial HNSW indexes (`ensure_brand_index`); for
-brand filters keeping from one brand to all of them, the latency (p50/p99, client side, and a
-server-side EXPLAIN ANALYZE sample of the chosen plan, which separates the machine's load
-and client overhead from the query), the rows returned and recall@50 of
-`unde.retrieval.knn.knn_images_sync` against the exact top-50 (computed in numpy over the same
-float32 vectors, filter applied first). Baselines in the same run, on the same queries: the
-previous design (global index only: raised ef + over-fetch, exact scans up to 12K rows,
-`use_brand_indexes=False`), the per-brand indexes without the shard indexes of large brands
-(`use_shards=False`: brands above SHARD_ROWS are also split by SKU hash, `ensure_brand_shards`),
-the naive filtered HNSW query at ef_search 40, and the exact scan.
-The machine's load average is printed with the figures.
+ef_construction 64) and of the search cells (`unde.retrieval.cells.ensure_cells`: k-means on
+a 50K sample, then every row assigned); for brand filters keeping from one brand to all of
+them, the latency (p50/p99, client side, and a server-side EXPLAIN ANALYZE sample of the
+chosen plan, which separates the machine's load and client overhead from the query), the rows
+returned and recall@50 of `unde.retrieval.knn.knn_images_sync` against the exact top-50
+(computed in numpy over the same float32 vectors, filter applied first). Baselines in the
+same run, on the same queries: the global-index design (`use_cells=False`: the global HNSW
+with raised ef + over-fetch, escalation and an exact fallback), the naive filtered HNSW query
+at ef_search 40, and the exact scan. The exact answers are computed before the timed loop, so
+the numpy scan of 480 MB does not evict the server's caches between timed queries. The
+machine's load average is printed with the figures.
 
 The vectors have CLIP-like neighbourhood structure, not uniform noise. Every photo is
 ``a·cone + b·category + c·style + d·sku + e·photo`` (unit Gaussian directions, then
@@ -22,13 +22,14 @@ exponent 0.8) and each brand designs in only 15 styles, so neighbourhoods are br
 homogeneous — the hard case for post-filtered HNSW. Queries are street-photo-like: a SKU's
 vector with three times the photo noise (domain shift), from SKUs of any brand.
 
-The database lives in its own embedded server under bench/.cache/pg; the table and indexes are
-built once (loaded with a binary COPY) and reused while the generator parameters match (the
-brand indexes are rebuilt, and timed, when their bench_state entry is missing).
+The database lives in its own embedded server under bench/.cache/pg; the table, its cells and
+the global index are built once (binary COPY, `ensure_cells`, CREATE INDEX) and reused while
+the generator parameters and LAYOUT match.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -45,9 +46,10 @@ from psycopg.types.json import Jsonb
 
 from unde.db.embedded import embedded_base_url, ensure_database, stop_embedded, with_database
 from unde.db.migrate import apply_migrations
-from unde.retrieval.brand_index import PREFIX, ensure_brand_index, ensure_brand_shards, shard_count
-from unde.retrieval.knn import KnnQuery, forget_profile, knn_images_sync, plan_for_sync
-from unde.retrieval.knn_plan import SearchPlan, statements
+from unde.db.pool import open_pool
+from unde.retrieval.cells import CELL_ROWS, CellReport, ensure_cells
+from unde.retrieval.knn import KnnQuery, forget_profile, knn_images, plan_for_sync
+from unde.retrieval.knn_plan import SearchPlan, search_sql, settings_sql
 from unde.settings import REPO_ROOT
 
 CACHE = REPO_ROOT / "bench" / ".cache"
@@ -65,6 +67,8 @@ WEIGHTS = {"cone": 0.45, "category": 0.15, "style": 0.12, "sku": 0.18, "photo": 
 QUERY_NOISE = 3.0
 K = 50
 EF_SEARCH = 200
+#: Bump when the stored layout changes (v2: search cells, no per-brand indexes).
+LAYOUT = "v2-cells"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +151,7 @@ def filter_sets(catalog: Catalog) -> list[tuple[str, list[str] | None]]:
 
 
 def _fingerprint(catalog: Catalog) -> str:
-    return f"{MODEL_VERSION}:{catalog.rng_state}:{catalog.rows}:{N_BRANDS}:{float(catalog.vectors[7, 3]):.6f}"
+    return f"{LAYOUT}:{MODEL_VERSION}:{catalog.rng_state}:{catalog.rows}:{N_BRANDS}:{float(catalog.vectors[7, 3]):.6f}"
 
 
 #: Server settings of the bench server: the HNSW graph (~0.5 GB at 235K × 512) and the hot
@@ -180,57 +184,73 @@ def database_url() -> str:
 
 
 def prewarm(conn: psycopg.Connection[Any], catalog: Catalog) -> float:
-    """Bring heap and HNSW graph into shared_buffers, as on a long-running server.
+    """Bring heap, btree indexes and HNSW graph into shared_buffers, as on a long-running server.
 
     (pg_prewarm is not bundled.) A bitmap heap scan reads every heap page through the shared
-    buffers (a seq scan would use a small ring), and HNSW searches at ef 1000 from many
-    directions touch the graph.
+    buffers (a seq scan would use a small ring), an index-only count reads the cell index, and
+    HNSW searches at ef 1000 from many directions touch the graph.
     """
     started = time.perf_counter()
     with conn.transaction():
         conn.execute("SET LOCAL enable_seqscan = off")
         conn.execute("SELECT count(image_hash) FROM sku_image_embeddings WHERE brand = ANY(%s)",
                      ([brand_name(b) for b in range(N_BRANDS)],))
+        conn.execute("SELECT count(*) FROM sku_image_embeddings WHERE model_version = %s AND cell >= 0",
+                     (MODEL_VERSION,))
         conn.execute("SET LOCAL hnsw.ef_search = 1000")
         for q in make_queries(catalog, 150, seed=99):
             conn.execute("SELECT id FROM sku_image_embeddings ORDER BY embedding <=> %s LIMIT 1", (q,))
-        for b in range(N_BRANDS):  # each brand's partial index, from several directions
-            literal = sql.SQL("SELECT id FROM sku_image_embeddings WHERE brand = {} AND model_version = {} "
-                              "ORDER BY embedding <=> %s LIMIT 1").format(
-                sql.Literal(brand_name(b)), sql.Literal(MODEL_VERSION))
-            for q in make_queries(catalog, 8, seed=100 + b):
-                conn.execute(literal, (q,))
     return time.perf_counter() - started
 
 
-def ensure_loaded(url: str, catalog: Catalog) -> tuple[float, float, bool]:
-    """Load + index once; (load_s, build_s, reused). Rebuilds when the fingerprint differs."""
+@dataclass(frozen=True, slots=True)
+class Build:
+    """Seconds spent loading the rows, training + assigning the cells, building the global HNSW."""
+
+    load_s: float
+    cells_s: float
+    hnsw_s: float
+    reused: bool
+
+
+def ensure_loaded(url: str, catalog: Catalog) -> Build:
+    """Load + cells + global index once, as a bulk catalog load would (rows first, then
+    `ensure_cells`, then the HNSW build); rebuilds when the fingerprint differs."""
     apply_migrations(url, "production", REPO_ROOT / "sql")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_state (key text PRIMARY KEY, value text)")
         row = conn.execute("SELECT value FROM bench_state WHERE key = 'pgvector'").fetchone()
         if row and row[0].split("|")[0] == _fingerprint(catalog):
-            _, load_s, build_s = row[0].split("|")
-            return float(load_s), float(build_s), True
+            load_s, cells_s, hnsw_s = (float(x) for x in row[0].split("|")[1:4])
+            return Build(load_s, cells_s, hnsw_s, True)
         register_vector(conn)
         conn.execute("DROP INDEX IF EXISTS sku_image_embeddings_hnsw")
-        _drop_brand_indexes(conn)
-        conn.execute("TRUNCATE sku_image_embeddings RESTART IDENTITY")
+        conn.execute("TRUNCATE sku_image_embeddings, embedding_cells RESTART IDENTITY")
         started = time.perf_counter()
         _copy_rows(conn, catalog)
         conn.execute("VACUUM ANALYZE sku_image_embeddings")
         load_s = time.perf_counter() - started
+        started = time.perf_counter()
+        report = asyncio.run(_cells(url))
+        cells_s = time.perf_counter() - started
+        print(f"cells: {report.trained} trained, {report.assigned} rows assigned in {cells_s:.1f}s")
+        conn.execute("VACUUM ANALYZE sku_image_embeddings")
         conn.execute("SET maintenance_work_mem = '2GB'")
         conn.execute("SET max_parallel_maintenance_workers = 2")
         started = time.perf_counter()
         conn.execute("CREATE INDEX sku_image_embeddings_hnsw ON sku_image_embeddings "
                      "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
-        build_s = time.perf_counter() - started
+        hnsw_s = time.perf_counter() - started
         conn.execute("VACUUM ANALYZE sku_image_embeddings")
         conn.execute("INSERT INTO bench_state VALUES ('pgvector', %s) ON CONFLICT (key) "
                      "DO UPDATE SET value = EXCLUDED.value",
-                     (f"{_fingerprint(catalog)}|{load_s:.1f}|{build_s:.1f}",))
-        return load_s, build_s, False
+                     (f"{_fingerprint(catalog)}|{load_s:.1f}|{cells_s:.1f}|{hnsw_s:.1f}",))
+        return Build(load_s, cells_s, hnsw_s, False)
+
+
+async def _cells(url: str) -> CellReport:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        return await ensure_cells(conn, MODEL_VERSION)
 
 
 def _copy_rows(conn: psycopg.Connection[Any], catalog: Catalog) -> None:
@@ -243,61 +263,6 @@ def _copy_rows(conn: psycopg.Connection[Any], catalog: Catalog) -> None:
             copy.write_row((f"S{sku:06d}", brand_name(int(catalog.brand_of_row[row])),
                             f"https://cdn.example/{sku}/{rank}.jpg", rank, f"h{row:08d}",
                             catalog.vectors[row], MODEL_VERSION, Jsonb({"name": "bench"})))
-
-
-def _state(conn: psycopg.Connection[Any], key: str) -> str | None:
-    row = conn.execute("SELECT value FROM bench_state WHERE key = %s", (key,)).fetchone()
-    return row[0] if row else None
-
-
-def _drop_brand_indexes(conn: psycopg.Connection[Any]) -> None:
-    names = conn.execute("SELECT relname FROM pg_class WHERE relkind = 'i' "
-                         "AND starts_with(relname::text, %s)", (PREFIX,)).fetchall()
-    for (name,) in names:
-        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
-    conn.execute("DELETE FROM bench_state WHERE key IN ('pgvector_brand_indexes', 'pgvector_brand_shards')")
-
-
-def ensure_brand_indexes(url: str, catalog: Catalog) -> tuple[float, bool]:
-    """One partial HNSW index per brand, built once with `ensure_brand_index`; (build_s, reused)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        value = _state(conn, "pgvector_brand_indexes")
-        if value and value.split("|")[0] == _fingerprint(catalog):
-            return float(value.split("|")[1]), True
-        _drop_brand_indexes(conn)
-        conn.execute("SET maintenance_work_mem = '2GB'")
-        conn.execute("SET max_parallel_maintenance_workers = 2")
-        started = time.perf_counter()
-        for b in range(N_BRANDS):  # the indexer builds them CONCURRENTLY; same graph
-            ensure_brand_index(conn, brand_name(b), MODEL_VERSION, concurrently=False)
-        build_s = time.perf_counter() - started
-        conn.execute("VACUUM ANALYZE sku_image_embeddings")
-        conn.execute("INSERT INTO bench_state VALUES ('pgvector_brand_indexes', %s) ON CONFLICT (key) "
-                     "DO UPDATE SET value = EXCLUDED.value", (f"{_fingerprint(catalog)}|{build_s:.1f}",))
-        return build_s, False
-
-
-def ensure_brand_shard_indexes(url: str, catalog: Catalog) -> tuple[float, int, bool]:
-    """Split brands above SHARD_ROWS into shard indexes (`ensure_brand_shards`);
-    (build_s, shard indexes, reused)."""
-    counts = np.bincount(catalog.brand_of_row, minlength=N_BRANDS)
-    plan = {brand_name(b): shard_count(int(counts[b])) for b in range(N_BRANDS)}
-    split = {b: n for b, n in plan.items() if n > 1}
-    key = f"{_fingerprint(catalog)}:{sorted(split.items())}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        value = _state(conn, "pgvector_brand_shards")
-        if value and value.rsplit("|", 1)[0] == key:
-            return float(value.rsplit("|", 1)[1]), sum(split.values()), True
-        conn.execute("SET maintenance_work_mem = '2GB'")
-        conn.execute("SET max_parallel_maintenance_workers = 2")
-        started = time.perf_counter()
-        for brand, n in split.items():
-            ensure_brand_shards(conn, brand, MODEL_VERSION, n, concurrently=False)
-        build_s = time.perf_counter() - started
-        conn.execute("ANALYZE sku_image_embeddings")
-        conn.execute("INSERT INTO bench_state VALUES ('pgvector_brand_shards', %s) ON CONFLICT (key) "
-                     "DO UPDATE SET value = EXCLUDED.value", (f"{key}|{build_s:.1f}",))
-        return build_s, sum(split.values()), False
 
 
 def exact_top(catalog: Catalog, query: np.ndarray, mask: np.ndarray | None, k: int) -> np.ndarray:
@@ -346,39 +311,66 @@ def _series() -> Series:
 
 def server_ms(conn: psycopg.Connection[Any], plan: SearchPlan, q: np.ndarray,
               brands: list[str] | None) -> float:
-    """Planning + execution time of a plan's statements inside the server (EXPLAIN ANALYZE)."""
-    params: dict[str, Any] = {"q": q}
+    """Planning + execution time of a plan's statement inside the server (EXPLAIN ANALYZE)."""
+    params: dict[str, Any] = {"q": q, "cells": list(plan.cells)}
     if brands is not None:
         params["brands"] = sorted(brands)
-    total = 0.0
     with conn.transaction():
-        for settings, statement, _ in statements(plan, MODEL_VERSION, brands is not None):
-            for name, value in settings:
-                conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-            row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + statement, params).fetchone()
-            assert row is not None
-            out = row[0] if isinstance(row[0], list) else json.loads(row[0])
-            total += float(out[0]["Planning Time"] + out[0]["Execution Time"])
-    return total
+        for name, value in settings_sql(plan):
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+        statement = search_sql(plan, MODEL_VERSION, brands is not None)
+        row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + statement, params).fetchone()
+    assert row is not None
+    out = row[0] if isinstance(row[0], list) else json.loads(row[0])
+    return float(out[0]["Planning Time"] + out[0]["Execution Time"])
 
 
 def describe(plan: SearchPlan) -> str:
-    if plan.kind == "union":
-        efs = sorted({part.ef for part in plan.indexed})
-        shards = sum(part.shards > 1 for part in plan.indexed)
-        return (f"union {len(plan.indexed)}idx{f'({shards}sh)' if shards else ''}"
-                f"+{len(plan.exact_brands)}ex ef{'/'.join(map(str, efs))}")
+    if plan.kind == "cells":
+        return f"cells ({len(plan.cells)} of them)"
     if plan.kind == "global":
         return f"global ef{plan.ef}"
     return "exact"
 
 
-def _timed(conn: psycopg.Connection[Any], q: np.ndarray, brands: list[str] | None,
-           **options: Any) -> tuple[float, set[int]]:
-    started = time.perf_counter()
-    hits = knn_images_sync(conn, q, k=K, model_version=MODEL_VERSION, brands=brands,
-                           ef_search=EF_SEARCH, **options)
-    return (time.perf_counter() - started) * 1000, {h.id - 1 for h in hits}
+#: Connections a cells scan is spread over (the gateway's SEARCH_PARALLEL default).
+PARALLEL = 2
+#: A leaner SEARCH_CELL_ROWS, measured too: the latency/recall knob.
+LEAN_CELL_ROWS = 2_500
+
+
+class Searcher:
+    """The production path: `knn_images` on an async pool, driven from one event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.pool = self.loop.run_until_complete(open_pool(
+            url, name="bench", min_size=PARALLEL + 1, max_size=PARALLEL + 1, statement_timeout_ms=60_000,
+            vector=True))
+
+    def timed(self, q: np.ndarray, brands: list[str] | None, **options: Any) -> tuple[float, set[int]]:
+        started = time.perf_counter()
+        hits = self.loop.run_until_complete(knn_images(
+            self.pool, q, k=K, model_version=MODEL_VERSION, brands=brands, ef_search=EF_SEARCH, **options))
+        return (time.perf_counter() - started) * 1000, {h.id - 1 for h in hits}
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.pool.close())
+        self.loop.close()
+
+
+@dataclass(slots=True)
+class Row:
+    """One filter's line of the printed table."""
+
+    name: str
+    rows: int
+    plan: str
+    new: Series
+    single: Series
+    lean: Series
+    old: Series
+    server: list[float]
 
 
 def run(quick: bool) -> dict[str, dict[str, Any]]:
@@ -386,16 +378,15 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
     load_before = os.getloadavg()
     catalog = generate_catalog()
     url = database_url()
-    load_s, build_s, reused = ensure_loaded(url, catalog)
-    brand_build_s, brand_reused = ensure_brand_indexes(url, catalog)
-    shard_build_s, n_shards, shards_reused = ensure_brand_shard_indexes(url, catalog)
+    build = ensure_loaded(url, catalog)
     n_queries = 60 if quick else 200
     n_explain = 10 if quick else 30
     queries = make_queries(catalog, n_queries, seed=3)
     brand_index = {brand_name(b): b for b in range(N_BRANDS)}
-    new, old, unsplit = _series(), _series(), _series()
+    new, single, lean, old = _series(), _series(), _series(), _series()
     server: list[float] = []
-    table = []
+    searcher = Searcher(url)
+    table: list[Row] = []
     naive_rows: list[float] = []
     naive_recall: list[float] = []
     exact_ms: list[float] = []
@@ -407,90 +398,101 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             mask = None if brands is None else np.isin(catalog.brand_of_row, [brand_index[b] for b in brands])
             available = catalog.rows if mask is None else int(mask.sum())
             expected = min(K, available)
-            plan = plan_for_sync(conn, KnnQuery(K, MODEL_VERSION, brands, EF_SEARCH))
-            start_new, start_old, start_server = len(new.recall), len(old.recall), len(server)
-            start_unsplit = len(unsplit.recall)
-            for i, q in enumerate(queries):
-                truth = set(exact_top(catalog, q, mask, K).tolist())
-                ms, got = _timed(conn, q, brands)
-                new.add(ms, got, truth, expected)
-                ms, got = _timed(conn, q, brands, use_shards=False)
-                unsplit.add(ms, got, truth, expected)
-                ms, got = _timed(conn, q, brands, use_brand_indexes=False, exact_max_rows=12_000)
-                old.add(ms, got, truth, expected)
+            truths = [set(exact_top(catalog, q, mask, K).tolist()) for q in queries]
+            first = plan_for_sync(conn, KnnQuery(K, MODEL_VERSION, brands), queries[0])
+            row = Row(name, available, describe(first), _series(), _series(), _series(), _series(), [])
+            for i, (q, truth) in enumerate(zip(queries, truths, strict=True)):
+                for series, total, options in ((row.new, new, {"parallel": PARALLEL}),
+                                               (row.single, single, {}),
+                                               (row.lean, lean, {"parallel": PARALLEL,
+                                                                 "cell_rows": LEAN_CELL_ROWS}),
+                                               (row.old, old, {"use_cells": False})):
+                    ms, got = searcher.timed(q, brands, **options)
+                    series.add(ms, got, truth, expected)
+                    total.add(ms, got, truth, expected)
                 if i < n_explain:
-                    server.append(server_ms(conn, plan, q, brands))
+                    plan = plan_for_sync(conn, KnnQuery(K, MODEL_VERSION, brands), q)
+                    row.server.append(server_ms(conn, plan, q, brands))
                     ids = set(_naive(conn, q, brands, 40))
                     naive_rows.append(len(ids))
                     naive_recall.append(len(ids & truth) / len(truth))
-            table.append((name, available, describe(plan),
-                          _percentile(new.latency_ms[start_new:], 50), _percentile(new.latency_ms[start_new:], 99),
-                          _percentile(server[start_server:], 50), float(np.mean(new.recall[start_new:])),
-                          _percentile(old.latency_ms[start_old:], 50), _percentile(old.latency_ms[start_old:], 99),
-                          float(np.mean(old.recall[start_old:])),
-                          _percentile(unsplit.latency_ms[start_unsplit:], 50),
-                          _percentile(unsplit.latency_ms[start_unsplit:], 99),
-                          float(np.mean(unsplit.recall[start_unsplit:]))))
+            server += row.server
+            table.append(row)
         for q in queries[:3]:
             started = time.perf_counter()
             conn.execute("SELECT id FROM sku_image_embeddings WHERE model_version = %s "
                          f"ORDER BY (embedding <=> %s) + 0 LIMIT {K}", (MODEL_VERSION, q)).fetchall()
             exact_ms.append((time.perf_counter() - started) * 1000)
+    searcher.close()
     load_after = os.getloadavg()
 
-    print(f"\npgvector: {catalog.rows} rows × {DIM}, global HNSW m16/efc64 build {build_s:.1f}s "
-          f"({'cached' if reused else 'built now'}), {N_BRANDS} per-brand partial HNSW indexes "
-          f"build {brand_build_s:.1f}s ({'cached' if brand_reused else 'built now'}), {n_shards} shard "
-          f"indexes of large brands build {shard_build_s:.1f}s ({'cached' if shards_reused else 'built now'}), "
-          f"load {load_s:.1f}s, "
-          f"prewarm {prewarm_s:.1f}s, {n_queries} queries per filter; machine load average "
-          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} cores)")
-    print("(old: global HNSW only; unsplit: per-brand indexes without shards, the previous design)")
-    print(f"{'filter':<26}{'rows':>7} {'plan':<30}{'p50':>7}{'p99':>7}{'srv p50':>8}{'recall':>8}"
-          f"{'old p50':>8}{'old p99':>8}{'old rec':>8}{'uns p50':>8}{'uns p99':>8}{'uns rec':>8}")
-    for name, available, plan_text, p50, p99, s50, recall, o50, o99, orec, u50, u99, urec in table:
-        print(f"{name:<26}{available:>7} {plan_text:<30}{p50:>7.2f}{p99:>7.2f}{s50:>8.2f}{recall:>8.3f}"
-              f"{o50:>8.2f}{o99:>8.2f}{orec:>8.3f}{u50:>8.2f}{u99:>8.2f}{urec:>8.3f}")
+    print(f"\npgvector: {catalog.rows} rows × {DIM}; rows loaded in {build.load_s:.1f}s, search cells "
+          f"trained + assigned in {build.cells_s:.1f}s, global HNSW m16/efc64 built in {build.hnsw_s:.1f}s "
+          f"({'cached' if build.reused else 'built now'}); prewarm {prewarm_s:.1f}s; {n_queries} queries "
+          f"per filter, cell_rows {CELL_ROWS}; machine load average {load_before[0]:.1f} before, "
+          f"{load_after[0]:.1f} after ({os.cpu_count()} cores)")
+    print(f"(cells over {PARALLEL} connections; 1conn: the same on one connection; old: the global-index "
+          "design — global HNSW, raised ef + over-fetch, exact fallback; srv: one connection's statements)")
+    print(f"{'filter':<26}{'rows':>7} {'plan':<20}{'p50':>7}{'p99':>7}{'1conn50':>8}{'1conn99':>8}{'srv p50':>8}"
+          f"{'recall':>8}{'worst':>7}{'old p50':>8}{'old p99':>8}{'old rec':>8}")
+    for r in table:
+        print(f"{r.name:<26}{r.rows:>7} {r.plan:<20}{_percentile(r.new.latency_ms, 50):>7.2f}"
+              f"{_percentile(r.new.latency_ms, 99):>7.2f}{_percentile(r.single.latency_ms, 50):>8.2f}"
+              f"{_percentile(r.single.latency_ms, 99):>8.2f}{_percentile(r.server, 50):>8.2f}"
+              f"{np.mean(r.new.recall):>8.3f}{min(r.new.recall):>7.2f}"
+              f"{_percentile(r.old.latency_ms, 50):>8.2f}{_percentile(r.old.latency_ms, 99):>8.2f}"
+              f"{np.mean(r.old.recall):>8.3f}")
+    print(f"cell_rows {LEAN_CELL_ROWS} ({PARALLEL} connections): p50 {_percentile(lean.latency_ms, 50):.2f} ms, "
+          f"p99 {_percentile(lean.latency_ms, 99):.2f} ms, recall {np.mean(lean.recall):.3f}, worst filter "
+          f"{min(float(np.mean(r.lean.recall)) for r in table):.3f}")
     print(f"naive filtered HNSW ef 40: rows {np.mean(naive_rows):.1f}/50 on average, "
           f"recall {np.mean(naive_recall):.3f}; exact scan, all rows: {np.mean(exact_ms):.0f} ms")
     print(f"server-side (EXPLAIN ANALYZE, planning + execution) of the chosen plans: "
           f"p50 {_percentile(server, 50):.2f} ms, p99 {_percentile(server, 99):.2f} ms")
-    previous = "previous design (global HNSW, raised ef + over-fetch, exact ≤12K rows), same run"
+    previous = "global-index design (global HNSW, raised ef + over-fetch, exact fallback), same run"
+    worst = min(table, key=lambda r: float(np.mean(r.new.recall)))
     return {
         "pgvector_rows": {"value": catalog.rows, "unit": "rows"},
         "pgvector_build_s": {
-            "value": round(build_s + brand_build_s, 1), "unit": "s (global + per-brand HNSW)",
-            "baseline": "global HNSW only (previous design)", "baseline_value": round(build_s, 1)},
-        "pgvector_brand_indexes_build_s": {"value": round(brand_build_s, 1), "unit": "s",
-                                           "baseline": "global HNSW build", "baseline_value": round(build_s, 1)},
+            "value": round(build.cells_s + build.hnsw_s, 1), "unit": "s (search cells + global HNSW)",
+            "baseline": "global HNSW only", "baseline_value": round(build.hnsw_s, 1)},
+        "pgvector_cells_build_s": {"value": round(build.cells_s, 1),
+                                   "unit": "s (k-means on 50K + assign every row)",
+                                   "baseline": "global HNSW build", "baseline_value": round(build.hnsw_s, 1)},
         "pgvector_filtered_top50_p50_ms": {
             "value": round(_percentile(new.latency_ms, 50), 2), "unit": "ms", "baseline": previous,
             "baseline_value": round(_percentile(old.latency_ms, 50), 2)},
         "pgvector_filtered_top50_p99_ms": {
             "value": round(_percentile(new.latency_ms, 99), 2), "unit": "ms", "baseline": previous,
             "baseline_value": round(_percentile(old.latency_ms, 99), 2)},
+        "pgvector_filtered_top50_p99_ms_one_connection": {
+            "value": round(_percentile(single.latency_ms, 99), 2), "unit": "ms (cells on one connection)",
+            "baseline": previous, "baseline_value": round(_percentile(old.latency_ms, 99), 2)},
+        "pgvector_filtered_top50_p50_ms_one_connection": {
+            "value": round(_percentile(single.latency_ms, 50), 2), "unit": "ms (cells on one connection)",
+            "baseline": previous, "baseline_value": round(_percentile(old.latency_ms, 50), 2)},
+        f"pgvector_filtered_top50_p99_ms_cell_rows_{LEAN_CELL_ROWS}": {
+            "value": round(_percentile(lean.latency_ms, 99), 2), "unit": f"ms (cell_rows {LEAN_CELL_ROWS})",
+            "baseline": f"cell_rows {CELL_ROWS}, same run",
+            "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
+        f"pgvector_filtered_top50_recall_cell_rows_{LEAN_CELL_ROWS}": {
+            "value": round(float(np.mean(lean.recall)), 4), "unit": f"recall@50 (cell_rows {LEAN_CELL_ROWS})",
+            "baseline": f"cell_rows {CELL_ROWS}, same run", "baseline_value": round(float(np.mean(new.recall)), 4)},
+        "pgvector_filtered_top50_server_p50_ms": {
+            "value": round(_percentile(server, 50), 2), "unit": "ms (EXPLAIN ANALYZE sample)",
+            "baseline": "exact scan, all rows", "baseline_value": round(float(np.mean(exact_ms)), 1)},
         "pgvector_filtered_top50_server_p99_ms": {
             "value": round(_percentile(server, 99), 2), "unit": "ms (EXPLAIN ANALYZE sample)",
             "baseline": "exact scan, all rows", "baseline_value": round(float(np.mean(exact_ms)), 1)},
         "pgvector_filtered_top50_recall": {
             "value": round(float(np.mean(new.recall)), 4), "unit": "recall@50", "baseline": previous,
             "baseline_value": round(float(np.mean(old.recall)), 4)},
+        "pgvector_filtered_top50_recall_worst_filter": {
+            "value": round(float(np.mean(worst.new.recall)), 4), "unit": f"recall@50 ({worst.name})",
+            "baseline": previous, "baseline_value": round(float(np.mean(worst.old.recall)), 4)},
         "pgvector_filtered_top50_min_rows": {
             "value": new.min_rows, "unit": "rows (of 50)", "baseline": "naive filtered HNSW ef 40, mean rows",
             "baseline_value": round(float(np.mean(naive_rows)), 1)},
-        "pgvector_filtered_top50_p99_ms_vs_unsplit": {
-            "value": round(_percentile(new.latency_ms, 99), 2), "unit": "ms",
-            "baseline": "per-brand indexes without shards (same run)",
-            "baseline_value": round(_percentile(unsplit.latency_ms, 99), 2)},
-        "pgvector_filtered_top50_p50_ms_vs_unsplit": {
-            "value": round(_percentile(new.latency_ms, 50), 2), "unit": "ms",
-            "baseline": "per-brand indexes without shards (same run)",
-            "baseline_value": round(_percentile(unsplit.latency_ms, 50), 2)},
-        "pgvector_filtered_top50_recall_vs_unsplit": {
-            "value": round(float(np.mean(new.recall)), 4), "unit": "recall@50",
-            "baseline": "per-brand indexes without shards (same run)",
-            "baseline_value": round(float(np.mean(unsplit.recall)), 4)},
-        "pgvector_shard_indexes_build_s": {"value": round(shard_build_s, 1), "unit": f"s ({n_shards} shard indexes)"},
         "pgvector_bench_load_avg": {"value": round(max(load_before[0], load_after[0]), 1),
                                     "unit": f"1-min load average ({os.cpu_count()} cores)"},
     }

@@ -118,7 +118,9 @@ async def _build_retrieval() -> DualRetrieval:
     async def pgvector(embedding: Embedding, top_k: int,
                        brands: Sequence[str] | None) -> list[Candidate]:
         return await pgvector_candidates(await PRODUCTION.get(), embedding, top_k, brands,
-                                         ef_search=SETTINGS.hnsw_ef_search)
+                                         ef_search=SETTINGS.hnsw_ef_search,
+                                         cell_rows=SETTINGS.search_cell_rows,
+                                         parallel=SETTINGS.search_parallel)
 
     async def ximilar(image: bytes, k: int, brands: Sequence[str] | None) -> XimilarHits:
         return await ximilar_candidates(await XIMILAR.get(), image, k, brands,

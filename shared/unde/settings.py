@@ -150,6 +150,12 @@ class VisionGatewaySettings(CommonSettings, DatabaseSettings):
     search_top_k: int = Field(50, ge=1, le=200)
     ximilar_top_k: int = Field(30, ge=1, le=200)
     hnsw_ef_search: int = Field(200, ge=10, le=1000)
+    #: Filtered rows a pgvector search scans in its nearest cells (recall vs latency; see
+    #: unde.retrieval.cells and bench/pgvector.py).
+    search_cell_rows: int = Field(5000, ge=100, le=100_000)
+    #: Connections one pgvector search spreads its cell scan over (the DB scans them on as many
+    #: cores); the production pool is sized for it.
+    search_parallel: int = Field(2, ge=1, le=8)
     mall_brands_ttl_s: float = Field(300.0, ge=0)
     detect_provider: ProviderChoice = "auto"
     tag_provider: ProviderChoice = "auto"

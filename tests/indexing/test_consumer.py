@@ -9,9 +9,11 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
+from pgvector.psycopg import register_vector
 from psycopg_pool import AsyncConnectionPool
 
 from unde.indexing.planner import plan_missing
+from unde.retrieval.cells import as_array, ensure_cells, nearest_cells
 
 from .conftest import CountingEmbedder, ImageCdn, add_product, jpeg, make_consumer, seed_catalog
 
@@ -180,3 +182,31 @@ async def test_max_jobs_bounds_a_run_and_the_prefetched_batch_is_released(
     assert statuses(production_url) == {"done": 9, "pending": 1}
     vectors = np.asarray(embedded_rows(production_url))
     assert len(vectors) == 9
+
+
+async def test_rows_get_their_cell_once_the_model_version_has_cells(
+        staging_url: str, production_url: str, production_pool: AsyncConnectionPool,
+        http_client: httpx.AsyncClient, cdn: ImageCdn) -> None:
+    """Before training, rows are written without a cell; `ensure_cells` trains and assigns
+    them; rows written afterwards carry their nearest cell straight from the consumer."""
+    seed_catalog(staging_url, cdn, products=5, photos=3)
+    await plan(staging_url, production_url)
+    embedder = CountingEmbedder()
+    await make_consumer(production_pool, embedder, http_client, cdn).run()
+    with psycopg.connect(production_url) as conn:
+        assert conn.execute("SELECT count(*) FROM sku_image_embeddings WHERE cell IS NOT NULL").fetchone() == (0,)
+    async with await psycopg.AsyncConnection.connect(production_url, autocommit=True) as conn:
+        report = await ensure_cells(conn, MODEL, min_rows=0, cells=4)
+    assert (report.trained, report.assigned) == (4, 15)
+    add_product(staging_url, cdn, "brand-late", "LATE-1", [jpeg((200, 30, 30)), jpeg((20, 30, 200), stripe=4)])
+    assert await plan(staging_url, production_url) == 2
+    await make_consumer(production_pool, embedder, http_client, cdn).run()
+    with psycopg.connect(production_url) as conn:
+        register_vector(conn)
+        centroids = np.stack([r[0].to_numpy() for r in conn.execute(
+            "SELECT centroid FROM embedding_cells WHERE model_version = %s ORDER BY cell", (MODEL,))])
+        late = conn.execute("SELECT embedding, cell FROM sku_image_embeddings WHERE sku_id = 'LATE-1'").fetchall()
+        unassigned = conn.execute("SELECT count(*) FROM sku_image_embeddings WHERE cell IS NULL").fetchone()
+    assert len(late) == 2 and unassigned == (0,)
+    vectors = np.stack([as_array(r[0]) for r in late])
+    assert [r[1] for r in late] == nearest_cells(vectors, centroids).tolist()

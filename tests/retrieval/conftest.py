@@ -1,11 +1,13 @@
-"""A clustered catalog loaded once into a production database with per-brand HNSW indexes.
+"""A clustered catalog loaded once into a production database, its model version split into
+IVF cells (`unde.retrieval.cells`).
 
-Tests that change the database (drop an index, add a brand, delete rows) work on a clone of
+Tests that change the database (add rows or a brand, delete rows, retrain) work on a clone of
 it (`knn_clone_url`), made from the loaded database as a template in milliseconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
 
@@ -19,11 +21,16 @@ from psycopg_pool import AsyncConnectionPool
 
 from unde.db.embedded import with_database
 from unde.db.pool import open_pool
-from unde.retrieval.brand_index import ensure_brand_index
+from unde.retrieval.cells import CellReport, ensure_cells
 
 MODEL = "test-model-v1"
 N_SKUS, PHOTOS, N_BRANDS, DIM = 500, 5, 8, 512
 K = 50
+#: Cells of the test catalog (2,500 rows: ~156 rows a cell), trained once for MODEL only.
+CELLS = 16
+#: Rows a cells plan scans in the tests: small enough that every filter of more than a few
+#: hundred rows (the large brands, malls of several brands, no filter) takes the cells plan.
+CELL_ROWS = 300
 Catalog = tuple[np.ndarray, np.ndarray, np.ndarray]
 _clones = itertools.count()
 
@@ -74,11 +81,29 @@ def available(brands: np.ndarray, brand_filter: list[str] | None) -> int:
 
 def exact_ids(conn: psycopg.Connection, q: np.ndarray, brands: list[str] | None, k: int,
               model: str = MODEL) -> list[int]:
-    """Exact filtered top-k from PostgreSQL with index scans disabled."""
-    where = "model_version = %s" + ("" if brands is None else " AND brand = ANY(%s)")
-    params: list[object] = [model] + ([] if brands is None else [brands])
+    """Exact filtered top-k from PostgreSQL with index scans disabled: the truth."""
+    return _exact(conn, q, brands, k, model, None)
+
+
+def exact_ids_in_cells(conn: psycopg.Connection, q: np.ndarray, brands: list[str] | None, k: int,
+                       cells: tuple[int, ...], model: str = MODEL) -> list[int]:
+    """Exact filtered top-k among the rows of `cells` and the rows without a cell: what a cells
+    plan probing `cells` must return, row for row."""
+    return _exact(conn, q, brands, k, model, cells)
+
+
+def _exact(conn: psycopg.Connection, q: np.ndarray, brands: list[str] | None, k: int, model: str,
+           cells: tuple[int, ...] | None) -> list[int]:
+    where = "model_version = %s"
+    params: list[object] = [model]
+    if cells is not None:
+        where += " AND (cell = ANY(%s::int4[]) OR cell IS NULL)"
+        params.append(list(cells))
+    if brands is not None:
+        where += " AND brand = ANY(%s)"
+        params.append(brands)
     with conn.transaction():
-        conn.execute("SET LOCAL enable_indexscan = off")
+        conn.execute("SET LOCAL enable_indexscan = off")  # no HNSW (lossy) scan
         rows = conn.execute(f"SELECT id FROM sku_image_embeddings WHERE {where} "
                             "ORDER BY embedding <=> %s, id LIMIT %s", [*params, q, k]).fetchall()
     return [r[0] for r in rows]
@@ -101,7 +126,7 @@ def catalog() -> Catalog:
 
 @pytest.fixture(scope="session")
 def loaded_url(pg_admin_url: str, _templates: dict[str, str], catalog: Catalog) -> Iterator[str]:
-    """The catalog + 500 rows of another model version + one partial index per brand."""
+    """The catalog (cells trained and assigned) + 500 rows of another model version (no cells)."""
     name = "knn_loaded"
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -116,12 +141,17 @@ def loaded_url(pg_admin_url: str, _templates: dict[str, str], catalog: Catalog) 
         conn.execute("INSERT INTO sku_image_embeddings (sku_id, brand, image_url, image_rank, image_hash,"
                      " embedding, model_version) SELECT sku_id, brand, image_url, image_rank, image_hash,"
                      " embedding, 'other-model' FROM sku_image_embeddings LIMIT 500")
-        for b in range(N_BRANDS):
-            ensure_brand_index(conn, f"b{b}", MODEL, concurrently=False)
+        report = asyncio.run(_train_cells(url))
+        assert (report.trained, report.assigned) == (CELLS, len(vectors)), report
         conn.execute("VACUUM ANALYZE sku_image_embeddings")
     yield url
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+async def _train_cells(url: str) -> CellReport:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        return await ensure_cells(conn, MODEL, min_rows=0, cells=CELLS)
 
 
 @pytest.fixture

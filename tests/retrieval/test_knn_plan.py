@@ -2,132 +2,181 @@
 
 from __future__ import annotations
 
-from unde.retrieval.brand_index import brand_index_name, shard_count, shard_index_name
+import numpy as np
+
+from unde.retrieval.cells import CellStats
 from unde.retrieval.knn_plan import (
     MAX_EF,
+    MAX_SCAN_TUPLES,
+    OVERFETCH,
+    SURVIVORS,
     Catalog,
-    Part,
     SearchPlan,
     accept,
-    build_catalog,
-    ef_tier,
     fallback,
+    parse_version,
     plan_search,
-    statements,
+    search_sql,
+    settings_sql,
+    split_cells,
+    supports_iterative_scan,
 )
 
 K = 50
-COUNTS = {"big": 40_000, "mid": 3_000, "tiny": 800, "other": 20_000, "unindexed": 5_000}
+COUNTS = {"big": 40_000, "mid": 3_000, "tiny": 800, "other": 20_000}
+TOTAL = sum(COUNTS.values()) + 1_000  # + rows of other model versions in the global index
+#: 4 cells on the unit circle (2-d vectors): cell i at angle i·90°.
+CENTROIDS = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], dtype=np.float32)
+CELLS = CellStats(CENTROIDS, per_brand={
+    "big": np.array([10_000, 10_000, 10_000, 10_000]),
+    "mid": np.array([0, 1_000, 1_000, 1_000]),
+    "tiny": np.array([800, 0, 0, 0]),
+    "other": np.array([5_000, 5_000, 5_000, 5_000]),
+})
+Q = np.array([1.0, 0.2], dtype=np.float32)  # nearest cells: 0, 1, 3, 2
 
 
-def catalog(*, version: tuple[int, ...] = (0, 6, 2), global_index: bool = True) -> Catalog:
-    return Catalog(version, COUNTS, sum(COUNTS.values()) + 1_000,  # + other model versions
-                   frozenset({"big", "mid", "tiny", "other"}), global_index)
+def catalog(*, version: tuple[int, ...] = (0, 6, 2), global_index: bool = True,
+            cells: CellStats | None = CELLS) -> Catalog:
+    return Catalog(version, COUNTS, TOTAL, global_index, cells)
 
 
-def test_one_brand_is_searched_in_its_own_index() -> None:
-    # the whole budget, capped at 5·√rows = 274 → tier 400
-    plan = plan_search(K, catalog(), ["mid"], 200)
-    assert plan == SearchPlan("union", ef=400, limit=K, indexed=(Part("mid", K, 400),))
-    assert plan_search(K, catalog(), ["big"], 200).indexed == (Part("big", K, MAX_EF),)
+def text(plan: SearchPlan, model: str = "m1", filtered: bool = True) -> str:
+    return search_sql(plan, model, filtered).as_string(None)
 
 
-def test_budget_is_shared_by_rows_and_small_or_unindexed_brands_are_scanned_exactly() -> None:
-    plan = plan_search(K, catalog(global_index=False), ["big", "mid", "tiny", "unindexed", "newcomer"], 200)
-    assert plan.kind == "union"
-    # big gets ~93% of the 1000 budget (tier 1000), mid the floor 2k = 100
-    assert {p.brand: p.ef for p in plan.indexed} == {"big": 1000, "mid": 100}
-    # tiny: below EXACT_MAX_ROWS; unindexed: no valid index yet; newcomer: not in the counts
-    assert plan.exact_brands == ("newcomer", "tiny", "unindexed")
+def test_filters_keeping_few_rows_are_exact_without_cells_and_fully_covered_with_them() -> None:
+    for cat in (catalog(cells=None), catalog(cells=None, global_index=False)):
+        assert plan_search(K, cat, ["tiny"], Q, 200) == SearchPlan("exact", limit=K)
+        assert plan_search(K, cat, ["mid"], Q, 200, cell_rows=3_000).exact
+    # with cells, a filter of ≤ cell_rows rows probes every cell holding them (= exact, and splittable)
+    tiny = plan_search(K, catalog(), ["tiny"], Q, 200)
+    assert (tiny.kind, tiny.cells) == ("cells", (0,))
+    assert plan_search(K, catalog(), ["mid"], Q, 200, cell_rows=3_000).cells == (1, 2, 3)
+    assert plan_search(K, catalog(), ["nobody"], Q, 200).exact  # unknown brand, nothing cached: exact
+    small = Catalog((0, 6, 2), {"x": K}, TOTAL, True, CELLS)
+    assert plan_search(K, small, ["x"], Q, 200, cell_rows=1).exact  # ≤ k rows: exact
 
 
-def test_no_filter_and_wide_filters_use_the_global_index() -> None:
-    assert plan_search(K, catalog(), None, 200) == SearchPlan("global", ef=400, limit=2 * K)
-    wide = plan_search(K, catalog(), ["big", "other", "mid", "unindexed"], 200)
-    assert wide.kind == "global" and wide.ef is not None and wide.ef >= K * 8
+def test_cells_plan_probes_the_nearest_cells_holding_the_filter() -> None:
+    plan = plan_search(K, catalog(), None, Q, 200, cell_rows=5_000)
+    assert plan == SearchPlan("cells", limit=K, cells=(0,), n_cells=4)  # cell 0 alone holds 15,800 rows
+    # "mid" has no rows in cell 0: skipped; cells 1 then 3 reach 1,500 rows
+    assert plan_search(K, catalog(), ["mid"], Q, 200, cell_rows=1_500).cells == (1, 3)
+    assert plan_search(K, catalog(), ["mid"], Q, 200, cell_rows=1_000).cells == (1,)
+    assert plan_search(K, catalog(), ["big", "mid"], Q, 200, cell_rows=25_000).cells == (0, 1, 3)
+    # more than the filter has: every cell holding it
+    assert plan_search(K, catalog(), ["mid", "tiny"], Q, 200, cell_rows=3_800).cells == (0, 1, 2, 3)
+    assert plan_search(K, catalog(), ["big"], Q, 200, cell_rows=39_999).cells == (0, 1, 2, 3)
+    # the same filter near another cell
+    assert plan_search(K, catalog(), ["mid"], np.array([-1.0, -0.1], np.float32), 200,
+                       cell_rows=1_000).cells == (2,)
 
 
-def test_tiny_filters_are_exact_and_no_index_means_exact() -> None:
-    assert plan_search(K, catalog(), ["tiny"], 200).exact
-    no_indexes = Catalog((0, 6, 2), COUNTS, 70_000, frozenset(), global_index=False)
-    assert plan_search(K, no_indexes, None, 200).exact
-    assert plan_search(K, no_indexes, ["mid"], 200).exact
+def test_brands_unknown_to_the_cached_counts_are_scanned_exactly_in_the_first_part() -> None:
+    plan = plan_search(K, catalog(), ["mid", "newcomer", "also-new"], Q, 200, cell_rows=1_500)
+    assert plan.cells == (1, 3) and plan.unknown == ("also-new", "newcomer")
+    first, second = (search_sql(plan, "m1", True, part).as_string(None) for part in (0, 0))
+    assert "brand = ANY(%(unknown)s)" in first and first == second
+    assert plan_search(K, catalog(), None, Q, 200).unknown == ()
 
 
-def test_without_global_index_no_filter_is_a_union_plus_every_other_brand_exactly() -> None:
-    plan = plan_search(K, catalog(global_index=False), None, 200)
-    assert plan.kind == "union" and plan.exact_rest and not plan.exact_brands
-    sql_text = " ".join(s[1].as_string(None) for s in statements(plan, "m1", filtered=False))
-    assert "NOT (brand = ANY(" in sql_text
+def test_a_cells_scan_is_split_into_parts_of_about_equal_rows() -> None:
+    rows = np.array([100, 90, 50, 40, 0])
+    assert split_cells([0, 1, 2, 3], rows, 1) == ()
+    assert split_cells([2], rows, 4) == ()
+    assert split_cells([0, 1, 2, 3], rows, 2) == ((0, 3), (1, 2))  # 140 / 140
+    parts = split_cells([0, 1, 2, 3], rows, 8)
+    assert sorted(c for part in parts for c in part) == [0, 1, 2, 3] and len(parts) == 4
+    plan = plan_search(K, catalog(), ["big"], Q, 200, cell_rows=39_999, parallel=2)
+    assert plan.groups == ((0, 2), (1, 3)) and plan.parts == plan.groups and plan.cells == (0, 1, 2, 3)
+    assert plan_search(K, catalog(), ["big"], Q, 200, cell_rows=39_999).parts == ((0, 1, 2, 3),)
+    # only the first part scans the unassigned rows and the unknown brands
+    plan = plan_search(K, catalog(), ["big", "newcomer"], Q, 200, cell_rows=39_999, parallel=2)
+    first, second = (search_sql(plan, "m1", True, part).as_string(None) for part in (0, 1))
+    assert "cell IS NULL" in first and "%(unknown)s" in first
+    assert "cell IS NULL" not in second and "%(unknown)s" not in second and " UNION ALL " not in second
 
 
-def test_iterative_scan_on_pgvector_08() -> None:
-    plan = plan_search(K, catalog(version=(0, 8, 0)), None, 200)
-    assert plan == SearchPlan("global", ef=200, limit=K, iterative=True)
-    # one brand of 4%: an iterative scan would visit ~25× ef tuples; its own index is cheaper
-    assert plan_search(K, catalog(version=(0, 8, 0)), ["mid"], 200).kind == "union"
-    (settings, statement, _), = statements(plan, "m1", filtered=False)
-    assert ("hnsw.iterative_scan", "relaxed_order") in settings and "MATERIALIZED" in statement.as_string(None)
+def test_without_cells_the_global_index_over_fetches() -> None:
+    cat = catalog(cells=None)
+    # 63,800 of 64,800 rows kept: ef = ⌈50 · 8 / 0.9846⌉ = 407
+    assert plan_search(K, cat, None, Q, 200) == SearchPlan("global", limit=K * SURVIVORS, ef=407)
+    assert plan_search(K, cat, None, Q, 600) == SearchPlan("global", limit=K * SURVIVORS, ef=600)
+    wide = plan_search(K, cat, ["big", "other"], Q, 200)
+    assert wide.kind == "global" and wide.ef is not None and wide.ef >= K * OVERFETCH
+    # "mid" keeps 4.7% of the rows: ef would pass pgvector's cap → exact
+    assert plan_search(K, cat, ["mid"], Q, 200, cell_rows=1_000).exact
+    # use_cells=False: the same plans although the cells exist
+    assert plan_search(K, catalog(), None, Q, 200, use_cells=False) == plan_search(K, cat, None, Q, 200)
 
 
-def test_ef_tiers() -> None:
-    assert [ef_tier(ef, K) for ef in (1, 100, 101, 250, 700, 1000, 5000)] == [
-        100, 100, 200, 400, 800, 1000, 1000]
+def test_iterative_scans_on_pgvector_08() -> None:
+    cat = catalog(version=(0, 8, 0), cells=None)
+    assert plan_search(K, cat, None, Q, 200) == SearchPlan("global", limit=K, ef=200, iterative=True)
+    assert plan_search(K, cat, ["mid"], Q, 200, cell_rows=1_000).iterative  # no cap on selectivity
+    assert plan_search(K, cat, None, Q, 20).ef == K
+    assert plan_search(K, catalog(version=(0, 8, 0)), None, Q, 200).kind == "cells"  # cells first
+    assert supports_iterative_scan((0, 8)) and not supports_iterative_scan((0, 7, 4))
 
 
-def test_union_statements_one_per_tier_with_literals() -> None:
-    plan = SearchPlan("union", ef=1000, limit=K, indexed=(Part("O'Neill", K, 1000), Part("b", 30, 100)),
-                      exact_brands=("c",))
-    out = statements(plan, "v'1", filtered=True)
-    assert [settings for settings, _, _ in out] == [[("hnsw.ef_search", "100")],
-                                                     [("hnsw.ef_search", "1000")]]
-    assert [parts for _, _, parts in out] == [1, 1]
-    first, second = (statement.as_string(None) for _, statement, _ in out)
-    assert "brand = 'b' AND model_version = 'v''1'" in first
-    assert "brand = ANY('{c}')" in first and "+ 0" in first  # the exact part rides in the first
-    assert "brand = 'O''Neill' AND model_version = 'v''1'" in second and "ANY(" not in second
-    assert "%(brands)s" not in first + second  # no parameter where a literal must be
+def test_neither_cells_nor_global_index_means_exact() -> None:
+    cat = catalog(cells=None, global_index=False)
+    for brands in (None, ["big"], ["mid", "other"]):
+        assert plan_search(K, cat, brands, Q, 200, cell_rows=100) == SearchPlan("exact", limit=K)
 
 
-def test_accept_and_fallback() -> None:
-    cat = catalog()
-    short_global = SearchPlan("global", ef=200, limit=2 * K)
-    assert not accept(short_global, 70, True, K) and accept(short_global, 100, True, K)
-    assert fallback(short_global, K, cat, ["mid"], 200, True) == SearchPlan("global", ef=800, limit=2 * K)
-    capped = SearchPlan("global", ef=MAX_EF, limit=2 * K)
-    assert accept(capped, K, True, K) and not accept(capped, K - 1, True, K)
-    assert fallback(capped, K, cat, ["mid"], 200, True).kind == "union"
-    assert fallback(capped, K, cat, ["mid"], 200, False) == SearchPlan(
-        "union", limit=K, exact_brands=("mid",))
-    assert fallback(capped, K, cat, None, 200, False).exact
-    union = SearchPlan("union", ef=100, limit=K, indexed=(Part("mid", K, 100),))
-    assert not accept(union, K, False, K) and accept(union, K, True, K)
-    assert accept(SearchPlan("union", limit=K, exact_brands=("x",)), 3, False, K)
+def test_parse_version() -> None:
+    assert parse_version("0.6.2") == (0, 6, 2)
+    assert parse_version("0.8.0") == (0, 8, 0)
+    assert parse_version(None) == (0,) and parse_version("") == (0,)
 
 
-def test_shard_count_keeps_shards_near_shard_rows() -> None:
-    assert [shard_count(rows, 8_000) for rows in (100, 8_000, 8_001, 16_001, 38_685, 10**7)] == [
-        1, 1, 2, 4, 8, 16]
+def test_fallback_escalates_ef_then_scans_exactly() -> None:
+    plan = SearchPlan("global", limit=2 * K, ef=200)
+    assert fallback(plan, K) == SearchPlan("global", limit=2 * K, ef=800)
+    assert fallback(fallback(plan, K), K) == SearchPlan("global", limit=2 * K, ef=MAX_EF)
+    assert fallback(SearchPlan("global", limit=2 * K, ef=MAX_EF), K) == SearchPlan("exact", limit=K)
+    assert fallback(SearchPlan("global", limit=K, ef=200, iterative=True), K).exact
+    assert fallback(SearchPlan("cells", limit=K, cells=(1, 2)), K) == SearchPlan("exact", limit=K)
+    assert fallback(SearchPlan("exact", limit=K), K).exact
 
 
-def test_catalog_uses_a_split_only_when_every_shard_index_is_valid() -> None:
-    names = {brand_index_name(b, "m1") for b in ("big", "mid")}
-    names |= {shard_index_name("big", "m1", i, 4) for i in range(4)}
-    names |= {shard_index_name("mid", "m1", i, 2) for i in range(1)}  # shard 1 of 2 missing
-    cat = build_catalog((0, 6, 2), "m1", {"big": 40_000, "mid": 3_000}, 43_000, names, True)
-    assert cat.shards == {"big": 4} and cat.indexed_brands == {"big", "mid"}
+def test_accept_rules() -> None:
+    assert accept(SearchPlan("exact", limit=K), 0, K, 10_000)  # exact is the truth, even empty
+    cells = SearchPlan("cells", limit=K, cells=(0,))
+    assert accept(cells, K, K, 10_000) and not accept(cells, K - 1, K, 10_000)
+    assert accept(cells, 30, K, 30) and not accept(cells, 29, K, 30)  # filter has 30 rows in all
+    over = SearchPlan("global", limit=2 * K, ef=400)
+    assert accept(over, 2 * K, K, 10_000) and not accept(over, 2 * K - 1, K, 10_000)
+    capped = SearchPlan("global", limit=2 * K, ef=MAX_EF)  # nothing to escalate: k rows will do
+    assert accept(capped, K, K, 10_000) and not accept(capped, K - 1, K, 10_000)
+    iterative = SearchPlan("global", limit=K, ef=200, iterative=True)
+    assert accept(iterative, K, K, 10_000) and not accept(iterative, K - 1, K, 10_000)
 
 
-def test_a_split_brand_is_searched_in_every_shard() -> None:
-    cat = Catalog((0, 6, 2), COUNTS, sum(COUNTS.values()), frozenset({"big", "mid"}), False,
-                  {"big": 4})
-    plan = plan_search(K, cat, ["big"], 200)
-    # 10K rows per shard: whole budget / 4 × SHARD_EF_SCALE (1.0) = 250 → tier 400
-    assert plan.indexed == tuple(Part("big", K, 400, i, 4) for i in range(4))
-    sql_text = " ".join(s[1].as_string(None) for s in statements(plan, "m1", filtered=True))
-    for i in range(4):
-        assert f"brand = 'big' AND model_version = 'm1' AND (hashtext(sku_id) & 3) = {i} " in sql_text
-    assert plan_search(K, cat, ["big"], 200, use_shards=False).indexed == (Part("big", K, MAX_EF),)
-    # a shard's size is only known on average: it must return min(k, half its share)
-    small = Catalog((0, 6, 2), {"big": 1_520}, 1_520, frozenset(), False, {"big": 16})
-    assert {p.expected for p in plan_search(K, small, ["big"], 200).indexed} == {1_520 // 32}
+def test_cells_sql_scans_the_cells_and_the_unassigned_rows_exactly() -> None:
+    plan = SearchPlan("cells", limit=K, cells=(1, 3), n_cells=4)
+    sql_text = text(plan, model="v'1")
+    assert sql_text.count("(embedding <=> %(q)s) + 0 AS distance") == 2  # no HNSW index scan
+    assert "cell = ANY(%(cells)s::int4[])" in sql_text and "(cell IS NULL OR cell >= 4)" in sql_text
+    assert " UNION ALL " in sql_text and sql_text.endswith("ORDER BY distance, id LIMIT 50")
+    assert sql_text.count("model_version = 'v''1' AND embedding IS NOT NULL") == 2
+    assert sql_text.count("brand = ANY(%(brands)s)") == 2
+    assert "brand = ANY" not in text(plan, filtered=False)
+    assert settings_sql(plan) == []
+
+
+def test_exact_and_global_sql() -> None:
+    exact = text(SearchPlan("exact", limit=K))
+    assert "ORDER BY (embedding <=> %(q)s) + 0 LIMIT 50" in exact and "cell" not in exact
+    assert settings_sql(SearchPlan("exact", limit=K)) == []
+    plan = SearchPlan("global", limit=2 * K, ef=442)
+    over = text(plan, filtered=False)
+    assert "ORDER BY embedding <=> %(q)s LIMIT 100" in over and "+ 0" not in over
+    assert "brand = ANY" not in over and "MATERIALIZED" not in over
+    assert settings_sql(plan) == [("hnsw.ef_search", "442")]
+    iterative = SearchPlan("global", limit=K, ef=200, iterative=True)
+    assert "MATERIALIZED" in text(iterative) and text(iterative).endswith("ORDER BY distance, id")
+    assert settings_sql(iterative) == [("hnsw.ef_search", "200"), ("hnsw.iterative_scan", "relaxed_order"),
+                                       ("hnsw.max_scan_tuples", str(MAX_SCAN_TUPLES))]

@@ -41,8 +41,9 @@ async def _index(settings: IndexerSettings, urls: DatabaseUrls, args: argparse.N
         if args.plan_only:
             return 0
         totals = await _consume_with_progress(service, args.workers, args.max_jobs)
-        built = await service.ensure_search_indexes()
-        print(f"search indexes: {built} built")
+        cells = await service.ensure_cells()
+        print(f"search cells: {cells.trained} trained, {cells.assigned} rows assigned"
+              + (f" ({cells.skipped})" if cells.skipped else ""))
         counts = await service.status_counts()
     finally:
         await service.close()

@@ -34,7 +34,7 @@ from unde.indexing import queue
 from unde.indexing.queue import Job
 from unde.metrics import IMAGES_INDEXED
 from unde.models.base import ImageEmbedder
-from unde.retrieval.brand_index import ensure_brand_index_async
+from unde.retrieval.cells import as_array, load_centroids, nearest_cells
 from unde.vision.images import decode_image
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ WHERE model_version = %s AND image_hash = ANY(%s) AND embedding IS NOT NULL
 
 _INSERT_SQL = """
 INSERT INTO sku_image_embeddings
-    (sku_id, brand, image_url, image_rank, image_hash, embedding, model_version, metadata)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+    (sku_id, brand, image_url, image_rank, image_hash, embedding, model_version, metadata, cell)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (brand, sku_id, image_hash, model_version) DO NOTHING
 """
 
@@ -98,12 +98,6 @@ class _Batch:
     errors: dict[int, UndeError] = field(default_factory=dict)     # job id → why it failed
 
 
-def as_array(value: Any) -> np.ndarray:
-    """A pgvector value as float32 numpy (pgvector-python returns `Vector` or ndarray)."""
-    to_numpy = getattr(value, "to_numpy", None)
-    return np.asarray(to_numpy() if to_numpy else value, dtype=np.float32)
-
-
 def is_permanent(error: UndeError) -> bool:
     """Failures that no retry can fix: refused URL, not an image, too large."""
     return isinstance(error, NotAllowed) or (
@@ -121,7 +115,8 @@ class IndexConsumer:
         self.client = client
         self.policy = policy
         self.config = config or ConsumerConfig()
-        self._brands_with_index: set[str] = set()
+        self._centroids: np.ndarray | None = None
+        self._centroids_loaded = False
 
     @property
     def model_version(self) -> str:
@@ -237,32 +232,25 @@ class IndexConsumer:
                 if batch.digests.get(job.id) in batch.to_embed:
                     batch.errors[job.id] = UndeError(f"embedding failed: {exc.__class__.__name__}")
         counts.inferred = len(vectors)
-        await self._ensure_brand_indexes(batch)
+        await self._load_centroids()
         async with self.pool.connection() as conn, conn.transaction():
             await self._write(conn, batch, vectors, counts)
         return counts
 
-    async def _ensure_brand_indexes(self, batch: _Batch) -> None:
-        """Create the partial HNSW index of each brand seen for the first time (before its rows).
-
-        Search stays correct without it (unindexed brands are scanned exactly), so a failure
-        is logged and retried with the next batch instead of failing this one.
-        """
-        brands = {job.brand for job in batch.jobs if job.id not in batch.errors} - self._brands_with_index
-        if not brands:
+    async def _load_centroids(self) -> None:
+        """The model version's cell centroids, read once per run (None before training: rows
+        are then written without a cell and `ensure_cells` assigns them)."""
+        if self._centroids_loaded:
             return
         async with self.pool.connection() as conn:
-            for brand in sorted(brands):
-                try:
-                    if await ensure_brand_index_async(conn, brand, self.model_version):
-                        log.info("created the search index of brand %r (%s)", brand, self.model_version)
-                    self._brands_with_index.add(brand)
-                except Exception:
-                    log.warning("could not create the search index of brand %r", brand, exc_info=True)
+            self._centroids = await load_centroids(conn, self.model_version)
+        self._centroids_loaded = True
 
     async def _write(self, conn: AsyncConnection[Any], batch: _Batch,
                      vectors: dict[str, np.ndarray], counts: IndexCounts) -> None:
-        rows, done = [], []
+        rows: list[list[Any]] = []
+        stacked: list[np.ndarray] = []
+        done = []
         for job in batch.jobs:
             if job.id in batch.errors:
                 continue
@@ -272,9 +260,14 @@ class IndexConsumer:
                 vector = vectors[digest]
             else:
                 counts.reused += 1
-            rows.append((job.sku_id, job.brand, job.image_url, job.image_rank, digest, vector,
-                         job.model_version, Jsonb(dict(job.metadata))))
+            rows.append([job.sku_id, job.brand, job.image_url, job.image_rank, digest, vector,
+                         job.model_version, Jsonb(dict(job.metadata)), None])
+            stacked.append(np.asarray(vector, dtype=np.float32))
             done.append(job.id)
+        if rows and self._centroids is not None:
+            cells = nearest_cells(np.stack(stacked), self._centroids)
+            for row, cell in zip(rows, cells, strict=True):
+                row[8] = int(cell)
         if rows:
             async with conn.cursor() as cur:
                 await cur.executemany(_INSERT_SQL, rows)

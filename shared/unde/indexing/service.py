@@ -22,7 +22,7 @@ from unde.indexing.consumer import ConsumerConfig, IndexConsumer, IndexCounts
 from unde.indexing.planner import PlanReport, plan_missing
 from unde.metrics import QUEUE_DEPTH
 from unde.models.base import ImageEmbedder
-from unde.retrieval.brand_index import ensure_search_indexes
+from unde.retrieval.cells import CellReport, ensure_cells
 from unde.settings import IndexerSettings, secret_value
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,15 @@ class IndexingService:
                       on_batch: Callable[[IndexCounts], None] | None = None) -> IndexCounts:
         return await self.consumer().run(max_jobs, stop=stop, on_batch=on_batch)
 
-    async def ensure_search_indexes(self) -> int:
-        """Per-brand (and, for large brands, per-shard) search indexes brought up to date."""
+    async def ensure_cells(self) -> CellReport:
+        """The model version's search cells trained (once it has enough rows) and every row
+        assigned to one (`unde.retrieval.cells`)."""
         async with self.production.connection() as conn:
-            built = await ensure_search_indexes(conn, self.model_version)
-        if built:
-            log.info("built %d search indexes for %s", built, self.model_version)
-        return built
+            report = await ensure_cells(conn, self.model_version)
+        if report.trained or report.assigned:
+            log.info("search cells of %s: %d trained, %d rows assigned", self.model_version,
+                     report.trained, report.assigned)
+        return report
 
     async def depth(self) -> int:
         """Jobs ready to run (the KEDA query); also published as a gauge."""

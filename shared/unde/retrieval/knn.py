@@ -7,46 +7,27 @@ similarity, ``1 - (embedding <=> query)``.
 Why not just ``WHERE brand = ANY(...) ORDER BY embedding <=> q LIMIT k``: on pgvector < 0.8
 an HNSW scan yields at most ``hnsw.ef_search`` tuples and the brand filter is applied *after*
 it. Brands cluster by style, so the graph neighbourhood of a query holds few rows of a given
-brand: at 235K × 512 (bench/pgvector.py) a single large brand gets recall 0.27 and sometimes
-0 rows even at ef 1000.
+brand: at 235K × 512 (bench/pgvector.py) the naive query returns ~26 of 50 rows at ef 40.
 
-How this module answers (plans, chosen per query from cached per-brand row counts):
+How this module answers: by default from the model version's IVF cells
+(`unde.retrieval.cells`) — the filter's rows in the cells nearest to the query, ranked by
+true distance, which is never short and keeps recall@50 ≈ 0.99 from one brand to all of them;
+filters keeping few rows are scanned exactly; before a model version has cells, the global
+HNSW index serves (iterative scans on pgvector ≥ 0.8, raised ef + over-fetch before), with an
+exact scan behind it. Plans: `unde.retrieval.knn_plan`. Per-brand row counts, rows per
+(brand, cell) and the centroids are cached per pool for COUNTS_TTL_S; a result shorter than
+the cached counts promise re-reads them once, then falls back to the exact plan.
 
-* ``union`` — one partial HNSW index per (brand, model_version)
-  (`unde.retrieval.brand_index`, created by the indexer) holds only that brand's photos, so a
-  search in it needs no filter and returns full k rows. The mall query is a UNION ALL of one
-  ``ORDER BY embedding <=> q LIMIT k`` per brand, brand and model version inlined as SQL
-  literals (a parameter would not prove the partial index's predicate), merged by an outer
-  ORDER BY distance LIMIT k. Each brand gets a share of an ef budget by its rows (a query far
-  from all of a large brand's photos has its top-k spread over many style clusters and needs
-  a large ef; a small brand's graph is walked whole at a small one); brands are grouped into
-  ef tiers, one statement per tier, all in one pipelined transaction. Brands of at most
-  `exact_max_rows` rows, brands without a valid index yet and brands unknown to the cached
-  counts are scanned exactly in one more subquery (bitmap scan on the brand index), so a
-  missing index costs speed, never correctness. A large brand split into shard indexes
-  (`brand_index.ensure_brand_shards`) is searched in each shard (small graphs: high recall at
-  a modest ef) instead of its one large graph. Every indexed subquery must return
-  min(k, brand rows); an aggregate reports it, and a shortfall (counts gone stale, an index
-  dropped) re-plans with fresh counts, then falls back to exact scans.
-* ``global`` — the one global HNSW index with the filter applied after it, ef raised to
-  ``k × OVERFETCH / kept share`` and ``SURVIVORS × k`` rows asked for; used when it is cheaper
-  than the union (many brands, most rows kept, or no filter). A short result escalates ef,
-  then goes to the union/exact plan. On pgvector ≥ 0.8 it uses iterative scans
-  (``hnsw.iterative_scan = relaxed_order``) instead of over-fetching.
-* ``exact`` — every kept row is scanned (ordering by ``(embedding <=> q) + 0`` so the planner
-  cannot swap in a lossy index scan): tiny filters, and the last resort.
-
-The choice is a cost model in microseconds (`unde.retrieval.knn_plan.PlanCosts`, measured in
-bench/pgvector.py). The embedding column is stored PLAIN (migration 0004) so exact distances
-never fetch TOAST. The global index stays: it serves no-mall queries and malls keeping most
-brands far cheaper than a union of dozens of brand searches (bench/pgvector.py).
+The embedding column is stored PLAIN (migration 0004) so exact distances never fetch TOAST.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -55,27 +36,24 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from unde.errors import BadInput
-from unde.retrieval.brand_index import valid_brand_indexes, valid_brand_indexes_async
+from unde.retrieval.cells import CELL_COUNTS_SQL, CELL_ROWS, CENTROIDS_SQL, CellStats, as_array, stats_from_rows
 from unde.retrieval.knn_plan import (
-    COUNTS_SQL,
-    EXACT_MAX_ROWS,
     GLOBAL_INDEX,
     GLOBAL_SQL,
+    INDEX_ROWS_SQL,
     MAX_EF,
-    TOTAL_SQL,
-    UNION_EF_BUDGET,
     VERSION_SQL,
     Catalog,
     SearchPlan,
     accept,
-    build_catalog,
     fallback,
     parse_version,
     plan_search,
-    statements,
+    search_sql,
+    settings_sql,
 )
 
-#: How long per-brand row counts and the list of valid brand indexes are trusted.
+#: How long per-brand row counts, cell counts and centroids are trusted.
 COUNTS_TTL_S = 300.0
 
 
@@ -129,19 +107,26 @@ def _hit(row: Mapping[str, Any]) -> ImageHit:
                     score=1.0 - float(row["distance"]), metadata=row["metadata"] or {})
 
 
-def _check_args(k: int, ef_search: int) -> None:
-    if not 1 <= k <= MAX_EF:
-        raise BadInput(f"k must be between 1 and {MAX_EF}", field="top_k")
-    if ef_search < 1:
-        raise BadInput("ef_search must be positive", field="ef_search")
-
-
 def _cached(owner: Any, model_version: str) -> tuple[_Profile, Catalog | None]:
     profile = _profiles.setdefault(owner, _Profile())
     entry = profile.catalogs.get(model_version)
     if entry is None or time.monotonic() - entry[0] > COUNTS_TTL_S:
         return profile, None
     return profile, entry[1]
+
+
+def _make_catalog(profile: _Profile, model_version: str, counts_rows: list[tuple[Any, ...]],
+                  index_rows: int, global_index: bool, centroid_rows: list[tuple[Any, ...]]) -> Catalog:
+    counts: dict[str, int] = {}
+    for brand, _, count in counts_rows:
+        counts[brand] = counts.get(brand, 0) + int(count)
+    cells: CellStats | None = None
+    if centroid_rows and [r[0] for r in centroid_rows] == list(range(len(centroid_rows))):
+        centroids = np.stack([as_array(r[1]) for r in centroid_rows])
+        cells = stats_from_rows(centroids, ((b, c, n) for b, c, n in counts_rows))
+    catalog = Catalog(profile.version or (0,), counts, index_rows, global_index, cells)
+    profile.catalogs[model_version] = (time.monotonic(), catalog)
+    return catalog
 
 
 async def _catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: str) -> Catalog:
@@ -151,13 +136,12 @@ async def _catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: 
     if profile.version is None:
         row = await (await conn.execute(VERSION_SQL)).fetchone()
         profile.version = parse_version(row[0] if row else None)
-    counts = {r[0]: int(r[1]) for r in await (await conn.execute(COUNTS_SQL, (model_version,))).fetchall()}
-    total = await (await conn.execute(TOTAL_SQL)).fetchone()
+    counts = await (await conn.execute(CELL_COUNTS_SQL, (model_version,))).fetchall()
+    total = await (await conn.execute(INDEX_ROWS_SQL)).fetchone()
     global_index = await (await conn.execute(GLOBAL_SQL, (GLOBAL_INDEX,))).fetchone()
-    catalog = build_catalog(profile.version, model_version, counts, int(total[0]) if total else 0,
-                       await valid_brand_indexes_async(conn), bool(global_index and global_index[0]))
-    profile.catalogs[model_version] = (time.monotonic(), catalog)
-    return catalog
+    centroids = await (await conn.execute(CENTROIDS_SQL, (model_version,))).fetchall()
+    return _make_catalog(profile, model_version, counts, int(total[0]) if total else 0,
+                         bool(global_index and global_index[0]), centroids)
 
 
 def _catalog_sync(owner: Any, conn: Connection[Any], model_version: str) -> Catalog:
@@ -167,62 +151,101 @@ def _catalog_sync(owner: Any, conn: Connection[Any], model_version: str) -> Cata
     if profile.version is None:
         row = conn.execute(VERSION_SQL).fetchone()
         profile.version = parse_version(row[0] if row else None)
-    counts = {r[0]: int(r[1]) for r in conn.execute(COUNTS_SQL, (model_version,)).fetchall()}
-    total = conn.execute(TOTAL_SQL).fetchone()
+    counts = conn.execute(CELL_COUNTS_SQL, (model_version,)).fetchall()
+    total = conn.execute(INDEX_ROWS_SQL).fetchone()
     global_index = conn.execute(GLOBAL_SQL, (GLOBAL_INDEX,)).fetchone()
-    catalog = build_catalog(profile.version, model_version, counts, int(total[0]) if total else 0,
-                       valid_brand_indexes(conn), bool(global_index and global_index[0]))
-    profile.catalogs[model_version] = (time.monotonic(), catalog)
-    return catalog
+    centroids = conn.execute(CENTROIDS_SQL, (model_version,)).fetchall()
+    return _make_catalog(profile, model_version, counts, int(total[0]) if total else 0,
+                         bool(global_index and global_index[0]), centroids)
 
 
-def _params(q: np.ndarray, brands: Sequence[str] | None) -> dict[str, Any]:
+def _params(q: np.ndarray, brands: Sequence[str] | None, plan: SearchPlan, part: int) -> dict[str, Any]:
     params: dict[str, Any] = {"q": q}
     if brands is not None:
-        params["brands"] = sorted(set(brands))
+        params["brands"] = sorted(set(brands) - set(plan.unknown))
+    if plan.kind == "cells":
+        params["cells"] = list(plan.parts[part])
+        if plan.unknown and part == 0:
+            params["unknown"] = list(plan.unknown)
     return params
 
 
-def _merge(results: Sequence[Sequence[Mapping[str, Any]]], k: int) -> list[ImageHit]:
-    if len(results) == 1:
-        return [_hit(row) for row in results[0]]
-    rows = sorted((row for rows in results for row in rows), key=lambda r: (r["distance"], r["id"]))
-    return [_hit(row) for row in rows[:k]]
+def _merge(results: Sequence[Sequence[Mapping[str, Any]]], limit: int) -> list[ImageHit]:
+    rows = [row for part in results for row in part]
+    if len(results) > 1:
+        rows.sort(key=lambda r: (r["distance"], r["id"]))
+    return [_hit(row) for row in rows[:limit]]
 
 
-def _complete(rows: Sequence[Mapping[str, Any]], indexed_parts: int) -> bool:
-    if not rows:  # nothing came back: fine only if no indexed brand was asked
-        return indexed_parts == 0
-    return bool(rows[0]["complete"])
+@functools.lru_cache(maxsize=256)
+def _statement(plan_shape: SearchPlan, model_version: str, filtered: bool, part: int) -> str:
+    """The SQL text of a plan's part; cached by the plan's shape (its cells are parameters)."""
+    return search_sql(plan_shape, model_version, filtered, part).as_string(None)
 
 
-async def _run_async(conn: AsyncConnection[Any], plan: SearchPlan, model_version: str,
-                     params: dict[str, Any]) -> tuple[list[ImageHit], bool]:
-    """All statements of a plan in one transaction, pipelined (one round trip)."""
-    results, complete = [], True
-    async with conn.pipeline(), conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        for settings, statement, indexed_parts in statements(plan, model_version, "brands" in params):
+def _sql(plan: SearchPlan, model_version: str, filtered: bool, part: int) -> str:
+    shape = replace(plan, cells=(), groups=(), unknown=("?",) if plan.unknown else ())
+    return _statement(shape, model_version, filtered, part)
+
+
+async def _statements_async(conn: AsyncConnection[Any], plan: SearchPlan, model_version: str, q: np.ndarray,
+                            brands: Sequence[str] | None, parts: Sequence[int]) -> list[list[dict[str, Any]]]:
+    """Statements of `parts` of a plan; a plan with settings runs them in one pipelined
+    transaction (set_config is transaction-local), one without as plain autocommit queries
+    (one round trip each, no BEGIN/COMMIT)."""
+    out = []
+    settings = settings_sql(plan)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        if not settings and conn.autocommit:  # else: one explicit transaction, ended here
+            for part in parts:
+                await cur.execute(_sql(plan, model_version, brands is not None, part), _params(q, brands, plan, part))
+                out.append(await cur.fetchall())
+            return out
+        async with conn.pipeline(), conn.transaction():
             for name, value in settings:
                 await cur.execute("SELECT set_config(%s, %s, true)", (name, value))
-            await cur.execute(statement, params)
-            rows = await cur.fetchall()
-            complete = complete and _complete(rows, indexed_parts)
-            results.append(rows)
-    return _merge(results, plan.limit), complete
+            for part in parts:
+                await cur.execute(_sql(plan, model_version, brands is not None, part), _params(q, brands, plan, part))
+                out.append(await cur.fetchall())
+    return out
 
 
-def _run_sync(conn: Connection[Any], plan: SearchPlan, model_version: str,
-              params: dict[str, Any]) -> tuple[list[ImageHit], bool]:
-    results, complete = [], True
-    with conn.pipeline(), conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        for settings, statement, indexed_parts in statements(plan, model_version, "brands" in params):
+async def _run_async(owner: Any, conn: AsyncConnection[Any], plan: SearchPlan, model_version: str,
+                     q: np.ndarray, brands: Sequence[str] | None) -> list[ImageHit]:
+    """Run a plan; a cells plan split in parts runs each part on its own pool connection, at
+    the same time (the server scans them on as many cores)."""
+    n = len(plan.parts) if plan.kind == "cells" else 1
+    if n == 1 or not isinstance(owner, AsyncConnectionPool):
+        return _merge(await _statements_async(conn, plan, model_version, q, brands, range(n)), plan.limit)
+
+    async def on_pool(part: int) -> list[list[dict[str, Any]]]:
+        async with owner.connection() as other:
+            return await _statements_async(other, plan, model_version, q, brands, [part])
+
+    results = await asyncio.gather(_statements_async(conn, plan, model_version, q, brands, [0]),
+                                   *(on_pool(part) for part in range(1, n)))
+    return _merge([rows for result in results for rows in result], plan.limit)
+
+
+def _run_sync(conn: Connection[Any], plan: SearchPlan, model_version: str, q: np.ndarray,
+              brands: Sequence[str] | None) -> list[ImageHit]:
+    """Blocking twin of `_run_async`: the parts run one after another on one connection."""
+    out = []
+    settings = settings_sql(plan)
+    parts = range(len(plan.parts) if plan.kind == "cells" else 1)
+    with conn.cursor(row_factory=dict_row) as cur:
+        if not settings and conn.autocommit:  # else: one explicit transaction, ended here
+            for part in parts:
+                cur.execute(_sql(plan, model_version, brands is not None, part), _params(q, brands, plan, part))
+                out.append(cur.fetchall())
+            return _merge(out, plan.limit)
+        with conn.pipeline(), conn.transaction():
             for name, value in settings:
                 cur.execute("SELECT set_config(%s, %s, true)", (name, value))
-            cur.execute(statement, params)
-            rows = cur.fetchall()
-            complete = complete and _complete(rows, indexed_parts)
-            results.append(rows)
-    return _merge(results, plan.limit), complete
+            for part in parts:
+                cur.execute(_sql(plan, model_version, brands is not None, part), _params(q, brands, plan, part))
+                out.append(cur.fetchall())
+    return _merge(out, plan.limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,24 +256,26 @@ class KnnQuery:
     model_version: str
     brands: Sequence[str] | None
     ef_search: int = 200
-    exact_max_rows: int = EXACT_MAX_ROWS
-    use_brand_indexes: bool = True
-    ef_budget: int = UNION_EF_BUDGET
-    use_shards: bool = True
+    cell_rows: int = CELL_ROWS
+    use_cells: bool = True
+    parallel: int = 1
 
-    def plan(self, catalog: Catalog, use_brand_indexes: bool = True) -> SearchPlan:
-        return plan_search(self.k, catalog, self.brands, self.ef_search,
-                           exact_max_rows=self.exact_max_rows, ef_budget=self.ef_budget,
-                           use_brand_indexes=self.use_brand_indexes and use_brand_indexes,
-                           use_shards=self.use_shards)
+    def plan(self, catalog: Catalog, q: np.ndarray) -> SearchPlan:
+        return plan_search(self.k, catalog, self.brands, q, self.ef_search,
+                           cell_rows=self.cell_rows, use_cells=self.use_cells, parallel=self.parallel)
 
-    def fallback(self, plan: SearchPlan, catalog: Catalog, refreshed: bool) -> SearchPlan:
-        return fallback(plan, self.k, catalog, self.brands, self.ef_search,
-                        self.use_brand_indexes and not refreshed, self.ef_budget, self.use_shards)
+    def done(self, plan: SearchPlan, hits: Sequence[ImageHit], catalog: Catalog) -> bool:
+        return accept(plan, len(hits), self.k, catalog.kept(self.brands))
 
 
-def _start(k: int, ef_search: int, brands: Sequence[str] | None, vector: Any) -> np.ndarray | None:
-    _check_args(k, ef_search)
+def _start(k: int, ef_search: int, cell_rows: int, brands: Sequence[str] | None,
+           vector: Any) -> np.ndarray | None:
+    if not 1 <= k <= MAX_EF:
+        raise BadInput(f"k must be between 1 and {MAX_EF}", field="top_k")
+    if ef_search < 1:
+        raise BadInput("ef_search must be positive", field="ef_search")
+    if cell_rows < 1:
+        raise BadInput("cell_rows must be positive", field="cell_rows")
     if brands is not None and not brands:
         return None
     return query_vector(vector)
@@ -258,25 +283,21 @@ def _start(k: int, ef_search: int, brands: Sequence[str] | None, vector: Any) ->
 
 async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, vector: Any, *,
                      k: int, model_version: str, brands: Sequence[str] | None,
-                     ef_search: int = 200, exact_max_rows: int = EXACT_MAX_ROWS,
-                     use_brand_indexes: bool = True,
-                     ef_budget: int = UNION_EF_BUDGET, use_shards: bool = True) -> list[ImageHit]:
+                     ef_search: int = 200, cell_rows: int = CELL_ROWS,
+                     use_cells: bool = True, parallel: int = 1) -> list[ImageHit]:
     """The true top-k catalog photos nearest to `vector` among `brands` (None = all brands).
 
     The pool's connections need pgvector registered (`open_pool(..., vector=True)`).
-    Returns min(k, rows matching the filter) hits, best first. `ef_search`: the floor of
-    the global HNSW search's ef (and no brand's ef is capped below it); `ef_budget`: the ef a
-    union plan shares among its brands (see `unde.retrieval.knn_plan.union_plan`); brands
-    (and whole filters) of at most
-    `exact_max_rows` rows are scanned exactly; `use_brand_indexes=False` ignores the
-    per-brand indexes (the previous design, kept as the benchmark's baseline);
-    `use_shards=False` ignores the shard indexes of large brands (searches their one index).
+    Returns min(k, rows matching the filter) hits, best first. `cell_rows`: rows of the
+    filter a cells plan scans (and the largest filter scanned exactly); `ef_search`: the floor
+    of the global HNSW search's ef; `use_cells=False` ignores the cells (the global-index
+    design, kept as the benchmark's baseline); `parallel`: with a pool, a cells plan's scan is
+    split over that many connections at once (size the pool for it).
     """
-    q = _start(k, ef_search, brands, vector)
+    q = _start(k, ef_search, cell_rows, brands, vector)
     if q is None:
         return []
-    query = KnnQuery(k, model_version, brands, ef_search, exact_max_rows, use_brand_indexes, ef_budget,
-                     use_shards)
+    query = KnnQuery(k, model_version, brands, ef_search, cell_rows, use_cells, max(1, parallel))
     if isinstance(conn_or_pool, AsyncConnectionPool):
         async with conn_or_pool.connection() as conn:
             return await _knn_async(conn_or_pool, conn, q, query)
@@ -286,32 +307,29 @@ async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, v
 async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray,
                      query: KnnQuery) -> list[ImageHit]:
     catalog = await _catalog_async(owner, conn, query.model_version)
-    plan = query.plan(catalog)
-    params = _params(q, query.brands)
+    plan = query.plan(catalog, q)
     refreshed = False
     while True:
-        hits, complete = await _run_async(conn, plan, query.model_version, params)
-        if accept(plan, len(hits), complete, query.k):
+        hits = await _run_async(owner, conn, plan, query.model_version, q, query.brands)
+        if query.done(plan, hits, catalog):
             return hits[:query.k]
-        if plan.kind == "union" and not refreshed:  # stale counts or index list: re-plan
+        if plan.kind == "cells" and not refreshed:  # stale counts or centroids: re-plan once
             refreshed = True
             forget_profile(owner)
             catalog = await _catalog_async(owner, conn, query.model_version)
-            plan = query.plan(catalog)
+            plan = query.plan(catalog, q)
             continue
-        plan = query.fallback(plan, catalog, refreshed)
+        plan = fallback(plan, query.k)
 
 
 def knn_images_sync(conn_or_pool: Connection[Any] | ConnectionPool, vector: Any, *, k: int,
                     model_version: str, brands: Sequence[str] | None, ef_search: int = 200,
-                    exact_max_rows: int = EXACT_MAX_ROWS, use_brand_indexes: bool = True,
-                    ef_budget: int = UNION_EF_BUDGET, use_shards: bool = True) -> list[ImageHit]:
+                    cell_rows: int = CELL_ROWS, use_cells: bool = True) -> list[ImageHit]:
     """Blocking twin of `knn_images` (benchmarks, CLI); same plan, same guarantees."""
-    q = _start(k, ef_search, brands, vector)
+    q = _start(k, ef_search, cell_rows, brands, vector)
     if q is None:
         return []
-    query = KnnQuery(k, model_version, brands, ef_search, exact_max_rows, use_brand_indexes, ef_budget,
-                     use_shards)
+    query = KnnQuery(k, model_version, brands, ef_search, cell_rows, use_cells)
     if isinstance(conn_or_pool, ConnectionPool):
         with conn_or_pool.connection() as conn:
             return _knn_sync(conn_or_pool, conn, q, query)
@@ -320,29 +338,28 @@ def knn_images_sync(conn_or_pool: Connection[Any] | ConnectionPool, vector: Any,
 
 def _knn_sync(owner: Any, conn: Connection[Any], q: np.ndarray, query: KnnQuery) -> list[ImageHit]:
     catalog = _catalog_sync(owner, conn, query.model_version)
-    plan = query.plan(catalog)
-    params = _params(q, query.brands)
+    plan = query.plan(catalog, q)
     refreshed = False
     while True:
-        hits, complete = _run_sync(conn, plan, query.model_version, params)
-        if accept(plan, len(hits), complete, query.k):
+        hits = _run_sync(conn, plan, query.model_version, q, query.brands)
+        if query.done(plan, hits, catalog):
             return hits[:query.k]
-        if plan.kind == "union" and not refreshed:
+        if plan.kind == "cells" and not refreshed:
             refreshed = True
             forget_profile(owner)
             catalog = _catalog_sync(owner, conn, query.model_version)
-            plan = query.plan(catalog)
+            plan = query.plan(catalog, q)
             continue
-        plan = query.fallback(plan, catalog, refreshed)
+        plan = fallback(plan, query.k)
 
 
-def plan_for_sync(conn: Connection[Any], query: KnnQuery) -> SearchPlan:
+def plan_for_sync(conn: Connection[Any], query: KnnQuery, vector: Any) -> SearchPlan:
     """The first plan `knn_images_sync(conn, ...)` would run for `query` (diagnostics, bench)."""
-    return query.plan(_catalog_sync(conn, conn, query.model_version))
+    return query.plan(_catalog_sync(conn, conn, query.model_version), query_vector(vector))
 
 
 def forget_profile(conn_or_pool: Any) -> None:
-    """Drop the cached version, counts and index list (after a bulk load, or in tests)."""
+    """Drop the cached version, counts and centroids (after a bulk load, or in tests)."""
     _profiles.pop(conn_or_pool, None)
 
 
