@@ -46,9 +46,11 @@ ASSIGN_BATCH = 2_000
 _LOCK_CLASS = 0x63656C6C  # "cell": first key of the advisory lock; the second hashes the model version
 
 CENTROIDS_SQL = "SELECT cell, centroid FROM embedding_cells WHERE model_version = %s ORDER BY cell"
-#: Rows per (brand, cell) of a model version; cell NULL = unassigned.
+#: Rows per (brand, cell) of a model version; cell NULL = unassigned. An index-only scan of
+#: the cell index (≈ 50 ms at 235K rows; with an embedding IS NOT NULL test it reads the heap,
+#: ≈ 300 ms). The indexer never writes a row without its embedding.
 CELL_COUNTS_SQL = ("SELECT brand, cell, count(*) FROM sku_image_embeddings "
-                   "WHERE model_version = %s AND embedding IS NOT NULL GROUP BY brand, cell")
+                   "WHERE model_version = %s GROUP BY brand, cell")
 
 
 def as_array(value: Any) -> np.ndarray:
