@@ -23,6 +23,7 @@ The embedding column is stored PLAIN (migration 0004) so exact distances never f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 import weakref
@@ -195,18 +196,16 @@ async def _statements_async(conn: AsyncConnection[Any], plan: SearchPlan, model_
     (one round trip each, no BEGIN/COMMIT)."""
     out = []
     settings = settings_sql(plan)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        if not settings and conn.autocommit:  # else: one explicit transaction, ended here
-            for part in parts:
-                await cur.execute(_sql(plan, model_version, brands is not None, part), _params(q, brands, plan, part))
-                out.append(await cur.fetchall())
-            return out
-        async with conn.pipeline(), conn.transaction():
+    async with contextlib.AsyncExitStack() as stack:
+        cur = await stack.enter_async_context(conn.cursor(row_factory=dict_row))
+        if settings or not conn.autocommit:  # else: no BEGIN/COMMIT round trips
+            await stack.enter_async_context(conn.pipeline())
+            await stack.enter_async_context(conn.transaction())
             for name, value in settings:
                 await cur.execute("SELECT set_config(%s, %s, true)", (name, value))
-            for part in parts:
-                await cur.execute(_sql(plan, model_version, brands is not None, part), _params(q, brands, plan, part))
-                out.append(await cur.fetchall())
+        for part in parts:
+            await cur.execute(_sql(plan, model_version, brands is not None, part), _params(q, brands, plan, part))
+            out.append(await cur.fetchall())
     return out
 
 
@@ -232,19 +231,16 @@ def _run_sync(conn: Connection[Any], plan: SearchPlan, model_version: str, q: np
     """Blocking twin of `_run_async`: the parts run one after another on one connection."""
     out = []
     settings = settings_sql(plan)
-    parts = range(len(plan.parts) if plan.kind == "cells" else 1)
-    with conn.cursor(row_factory=dict_row) as cur:
-        if not settings and conn.autocommit:  # else: one explicit transaction, ended here
-            for part in parts:
-                cur.execute(_sql(plan, model_version, brands is not None, part), _params(q, brands, plan, part))
-                out.append(cur.fetchall())
-            return _merge(out, plan.limit)
-        with conn.pipeline(), conn.transaction():
+    with contextlib.ExitStack() as stack:
+        cur = stack.enter_context(conn.cursor(row_factory=dict_row))
+        if settings or not conn.autocommit:
+            stack.enter_context(conn.pipeline())
+            stack.enter_context(conn.transaction())
             for name, value in settings:
                 cur.execute("SELECT set_config(%s, %s, true)", (name, value))
-            for part in parts:
-                cur.execute(_sql(plan, model_version, brands is not None, part), _params(q, brands, plan, part))
-                out.append(cur.fetchall())
+        for part in range(len(plan.parts) if plan.kind == "cells" else 1):
+            cur.execute(_sql(plan, model_version, brands is not None, part), _params(q, brands, plan, part))
+            out.append(cur.fetchall())
     return _merge(out, plan.limit)
 
 
