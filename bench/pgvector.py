@@ -50,6 +50,7 @@ from unde.db.pool import open_pool
 from unde.retrieval.cells import CELL_ROWS, CellReport, ensure_cells
 from unde.retrieval.knn import KnnQuery, forget_profile, knn_images, plan_for_sync
 from unde.retrieval.knn_plan import SearchPlan, search_sql, settings_sql
+from unde.retrieval.sku_cells import SKU_ROWS
 from unde.settings import REPO_ROOT
 
 CACHE = REPO_ROOT / "bench" / ".cache"
@@ -67,8 +68,8 @@ WEIGHTS = {"cone": 0.45, "category": 0.15, "style": 0.12, "sku": 0.18, "photo": 
 QUERY_NOISE = 3.0
 K = 50
 EF_SEARCH = 200
-#: Bump when the stored layout changes (v2: search cells, no per-brand indexes).
-LAYOUT = "v2-cells"
+#: Bump when the stored layout changes (v2: search cells, no per-brand indexes; v3: SKU vectors).
+LAYOUT = "v3-skus"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +188,9 @@ def prewarm(conn: psycopg.Connection[Any], catalog: Catalog) -> float:
     """Bring heap, btree indexes and HNSW graph into shared_buffers, as on a long-running server.
 
     (pg_prewarm is not bundled.) A bitmap heap scan reads every heap page through the shared
-    buffers (a seq scan would use a small ring), an index-only count reads the cell index, and
-    HNSW searches at ef 1000 from many directions touch the graph.
+    buffers (a seq scan would use a small ring), index-only scans read the cell index, the SKU
+    vectors and every SKU's photos through the indexes searches use, and HNSW searches at ef
+    1000 from many directions touch the graph.
     """
     started = time.perf_counter()
     with conn.transaction():
@@ -197,10 +199,22 @@ def prewarm(conn: psycopg.Connection[Any], catalog: Catalog) -> float:
                      ([brand_name(b) for b in range(N_BRANDS)],))
         conn.execute("SELECT count(*) FROM sku_image_embeddings WHERE model_version = %s AND cell >= 0",
                      (MODEL_VERSION,))
+        q = make_queries(catalog, 1, seed=98)[0]
+        for cells in np.array_split(np.arange(cells_of(conn)), 64):  # both stages' indexes, as searches read them
+            conn.execute("SELECT sum((s.embedding <=> %(q)s) + (p.embedding <=> %(q)s)) FROM sku_embeddings AS s "
+                         "JOIN sku_image_embeddings AS p ON p.model_version = s.model_version "
+                         "AND p.brand = s.brand AND p.sku_id = s.sku_id "
+                         "WHERE s.model_version = %(mv)s AND s.cell = ANY(%(cells)s::int4[])",
+                         {"q": q, "mv": MODEL_VERSION, "cells": cells.tolist()})
         conn.execute("SET LOCAL hnsw.ef_search = 1000")
         for q in make_queries(catalog, 150, seed=99):
             conn.execute("SELECT id FROM sku_image_embeddings ORDER BY embedding <=> %s LIMIT 1", (q,))
     return time.perf_counter() - started
+
+
+def cells_of(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM embedding_cells WHERE model_version = %s", (MODEL_VERSION,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +247,8 @@ def ensure_loaded(url: str, catalog: Catalog) -> Build:
         started = time.perf_counter()
         report = asyncio.run(_cells(url))
         cells_s = time.perf_counter() - started
-        print(f"cells: {report.trained} trained, {report.assigned} rows assigned in {cells_s:.1f}s")
+        print(f"cells: {report.trained} trained, {report.assigned} rows assigned, {report.skus} SKU vectors "
+              f"written in {cells_s:.1f}s")
         conn.execute("VACUUM ANALYZE sku_image_embeddings")
         conn.execute("SET maintenance_work_mem = '2GB'")
         conn.execute("SET max_parallel_maintenance_workers = 2")
@@ -326,6 +341,8 @@ def server_ms(conn: psycopg.Connection[Any], plan: SearchPlan, q: np.ndarray,
 
 
 def describe(plan: SearchPlan) -> str:
+    if plan.kind == "skus":
+        return f"skus ({len(plan.cells)} cells)"
     if plan.kind == "cells":
         return f"cells ({len(plan.cells)} of them)"
     if plan.kind == "global":
@@ -333,10 +350,8 @@ def describe(plan: SearchPlan) -> str:
     return "exact"
 
 
-#: Connections a cells scan is spread over (the gateway's SEARCH_PARALLEL default).
+#: Connections a photo-cells scan is spread over (the gateway's SEARCH_PARALLEL default).
 PARALLEL = 2
-#: A leaner SEARCH_CELL_ROWS, measured too: the latency/recall knob.
-LEAN_CELL_ROWS = 2_500
 
 
 class Searcher:
@@ -367,10 +382,15 @@ class Row:
     rows: int
     plan: str
     new: Series
-    single: Series
-    lean: Series
+    cells: Series
     old: Series
     server: list[float]
+
+
+#: The ways of answering measured on every query: the SKU stage (the default), photo cells
+#: over PARALLEL connections (the previous design), the global-index design.
+WAYS: dict[str, dict[str, Any]] = {"new": {}, "cells": {"use_skus": False, "parallel": PARALLEL},
+                                   "old": {"use_cells": False}}
 
 
 def run(quick: bool) -> dict[str, dict[str, Any]]:
@@ -383,7 +403,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
     n_explain = 10 if quick else 30
     queries = make_queries(catalog, n_queries, seed=3)
     brand_index = {brand_name(b): b for b in range(N_BRANDS)}
-    new, single, lean, old = _series(), _series(), _series(), _series()
+    totals = {way: _series() for way in WAYS}
     server: list[float] = []
     searcher = Searcher(url)
     table: list[Row] = []
@@ -400,16 +420,12 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             expected = min(K, available)
             truths = [set(exact_top(catalog, q, mask, K).tolist()) for q in queries]
             first = plan_for_sync(conn, KnnQuery(K, MODEL_VERSION, brands), queries[0])
-            row = Row(name, available, describe(first), _series(), _series(), _series(), _series(), [])
+            row = Row(name, available, describe(first), _series(), _series(), _series(), [])
             for i, (q, truth) in enumerate(zip(queries, truths, strict=True)):
-                for series, total, options in ((row.new, new, {"parallel": PARALLEL}),
-                                               (row.single, single, {}),
-                                               (row.lean, lean, {"parallel": PARALLEL,
-                                                                 "cell_rows": LEAN_CELL_ROWS}),
-                                               (row.old, old, {"use_cells": False})):
+                for way, options in WAYS.items():
                     ms, got = searcher.timed(q, brands, **options)
-                    series.add(ms, got, truth, expected)
-                    total.add(ms, got, truth, expected)
+                    getattr(row, way).add(ms, got, truth, expected)
+                    totals[way].add(ms, got, truth, expected)
                 if i < n_explain:
                     plan = plan_for_sync(conn, KnnQuery(K, MODEL_VERSION, brands), q)
                     row.server.append(server_ms(conn, plan, q, brands))
@@ -425,59 +441,54 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             exact_ms.append((time.perf_counter() - started) * 1000)
     searcher.close()
     load_after = os.getloadavg()
+    new, cells, old = totals["new"], totals["cells"], totals["old"]
 
     print(f"\npgvector: {catalog.rows} rows × {DIM}; rows loaded in {build.load_s:.1f}s, search cells "
-          f"trained + assigned in {build.cells_s:.1f}s, global HNSW m16/efc64 built in {build.hnsw_s:.1f}s "
-          f"({'cached' if build.reused else 'built now'}); prewarm {prewarm_s:.1f}s; {n_queries} queries "
-          f"per filter, cell_rows {CELL_ROWS}; machine load average {load_before[0]:.1f} before, "
-          f"{load_after[0]:.1f} after ({os.cpu_count()} cores)")
-    print(f"(cells over {PARALLEL} connections; 1conn: the same on one connection; old: the global-index "
-          "design — global HNSW, raised ef + over-fetch, exact fallback; srv: one connection's statements)")
-    print(f"{'filter':<26}{'rows':>7} {'plan':<20}{'p50':>7}{'p99':>7}{'1conn50':>8}{'1conn99':>8}{'srv p50':>8}"
-          f"{'recall':>8}{'worst':>7}{'old p50':>8}{'old p99':>8}{'old rec':>8}")
+          f"trained + assigned and SKU vectors written in {build.cells_s:.1f}s, global HNSW m16/efc64 built in "
+          f"{build.hnsw_s:.1f}s ({'cached' if build.reused else 'built now'}); prewarm {prewarm_s:.1f}s; "
+          f"{n_queries} queries per filter, sku_rows {SKU_ROWS}, cell_rows {CELL_ROWS}; machine load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} cores)")
+    print(f"(SKU stage: the default; photo cells: the previous design, over {PARALLEL} connections; old: the "
+          "global-index design — global HNSW, raised ef + over-fetch, exact fallback; srv: the default plan's "
+          "statement inside the server)")
+    print(f"{'filter':<26}{'rows':>7} {'plan':<17}{'p50':>7}{'p99':>7}{'srv p50':>8}{'recall':>8}{'worst':>7}"
+          f"{'cells50':>8}{'cells99':>8}{'cellrec':>8}{'old p50':>8}{'old p99':>8}{'old rec':>8}")
     for r in table:
-        print(f"{r.name:<26}{r.rows:>7} {r.plan:<20}{_percentile(r.new.latency_ms, 50):>7.2f}"
-              f"{_percentile(r.new.latency_ms, 99):>7.2f}{_percentile(r.single.latency_ms, 50):>8.2f}"
-              f"{_percentile(r.single.latency_ms, 99):>8.2f}{_percentile(r.server, 50):>8.2f}"
+        print(f"{r.name:<26}{r.rows:>7} {r.plan:<17}{_percentile(r.new.latency_ms, 50):>7.2f}"
+              f"{_percentile(r.new.latency_ms, 99):>7.2f}{_percentile(r.server, 50):>8.2f}"
               f"{np.mean(r.new.recall):>8.3f}{min(r.new.recall):>7.2f}"
+              f"{_percentile(r.cells.latency_ms, 50):>8.2f}{_percentile(r.cells.latency_ms, 99):>8.2f}"
+              f"{np.mean(r.cells.recall):>8.3f}"
               f"{_percentile(r.old.latency_ms, 50):>8.2f}{_percentile(r.old.latency_ms, 99):>8.2f}"
               f"{np.mean(r.old.recall):>8.3f}")
-    print(f"cell_rows {LEAN_CELL_ROWS} ({PARALLEL} connections): p50 {_percentile(lean.latency_ms, 50):.2f} ms, "
-          f"p99 {_percentile(lean.latency_ms, 99):.2f} ms, recall {np.mean(lean.recall):.3f}, worst filter "
-          f"{min(float(np.mean(r.lean.recall)) for r in table):.3f}")
+    print(f"photo cells ({PARALLEL} connections): p50 {_percentile(cells.latency_ms, 50):.2f} ms, "
+          f"p99 {_percentile(cells.latency_ms, 99):.2f} ms, recall {np.mean(cells.recall):.3f}, worst filter "
+          f"{min(float(np.mean(r.cells.recall)) for r in table):.3f}")
     print(f"naive filtered HNSW ef 40: rows {np.mean(naive_rows):.1f}/50 on average, "
           f"recall {np.mean(naive_recall):.3f}; exact scan, all rows: {np.mean(exact_ms):.0f} ms")
     print(f"server-side (EXPLAIN ANALYZE, planning + execution) of the chosen plans: "
           f"p50 {_percentile(server, 50):.2f} ms, p99 {_percentile(server, 99):.2f} ms")
-    previous = "global-index design (global HNSW, raised ef + over-fetch, exact fallback), same run"
+    previous = "photo cells over 2 connections (previous design), same run"
     worst = min(table, key=lambda r: float(np.mean(r.new.recall)))
+    global_design = "global-index design (global HNSW, raised ef + over-fetch, exact fallback), same run"
     return {
         "pgvector_rows": {"value": catalog.rows, "unit": "rows"},
         "pgvector_build_s": {
-            "value": round(build.cells_s + build.hnsw_s, 1), "unit": "s (search cells + global HNSW)",
+            "value": round(build.cells_s + build.hnsw_s, 1),
+            "unit": "s (search cells + SKU vectors + global HNSW)",
             "baseline": "global HNSW only", "baseline_value": round(build.hnsw_s, 1)},
         "pgvector_cells_build_s": {"value": round(build.cells_s, 1),
-                                   "unit": "s (k-means on 50K + assign every row)",
+                                   "unit": "s (k-means on 50K + assign every row + SKU vectors)",
                                    "baseline": "global HNSW build", "baseline_value": round(build.hnsw_s, 1)},
         "pgvector_filtered_top50_p50_ms": {
             "value": round(_percentile(new.latency_ms, 50), 2), "unit": "ms", "baseline": previous,
-            "baseline_value": round(_percentile(old.latency_ms, 50), 2)},
+            "baseline_value": round(_percentile(cells.latency_ms, 50), 2)},
         "pgvector_filtered_top50_p99_ms": {
             "value": round(_percentile(new.latency_ms, 99), 2), "unit": "ms", "baseline": previous,
-            "baseline_value": round(_percentile(old.latency_ms, 99), 2)},
-        "pgvector_filtered_top50_p99_ms_one_connection": {
-            "value": round(_percentile(single.latency_ms, 99), 2), "unit": "ms (cells on one connection)",
-            "baseline": previous, "baseline_value": round(_percentile(old.latency_ms, 99), 2)},
-        "pgvector_filtered_top50_p50_ms_one_connection": {
-            "value": round(_percentile(single.latency_ms, 50), 2), "unit": "ms (cells on one connection)",
-            "baseline": previous, "baseline_value": round(_percentile(old.latency_ms, 50), 2)},
-        f"pgvector_filtered_top50_p99_ms_cell_rows_{LEAN_CELL_ROWS}": {
-            "value": round(_percentile(lean.latency_ms, 99), 2), "unit": f"ms (cell_rows {LEAN_CELL_ROWS})",
-            "baseline": f"cell_rows {CELL_ROWS}, same run",
-            "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
-        f"pgvector_filtered_top50_recall_cell_rows_{LEAN_CELL_ROWS}": {
-            "value": round(float(np.mean(lean.recall)), 4), "unit": f"recall@50 (cell_rows {LEAN_CELL_ROWS})",
-            "baseline": f"cell_rows {CELL_ROWS}, same run", "baseline_value": round(float(np.mean(new.recall)), 4)},
+            "baseline_value": round(_percentile(cells.latency_ms, 99), 2)},
+        "pgvector_filtered_top50_p99_ms_global_design": {
+            "value": round(_percentile(old.latency_ms, 99), 2), "unit": "ms (global-index design)",
+            "baseline": "SKU stage, same run", "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
         "pgvector_filtered_top50_server_p50_ms": {
             "value": round(_percentile(server, 50), 2), "unit": "ms (EXPLAIN ANALYZE sample)",
             "baseline": "exact scan, all rows", "baseline_value": round(float(np.mean(exact_ms)), 1)},
@@ -486,10 +497,13 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             "baseline": "exact scan, all rows", "baseline_value": round(float(np.mean(exact_ms)), 1)},
         "pgvector_filtered_top50_recall": {
             "value": round(float(np.mean(new.recall)), 4), "unit": "recall@50", "baseline": previous,
-            "baseline_value": round(float(np.mean(old.recall)), 4)},
+            "baseline_value": round(float(np.mean(cells.recall)), 4)},
         "pgvector_filtered_top50_recall_worst_filter": {
             "value": round(float(np.mean(worst.new.recall)), 4), "unit": f"recall@50 ({worst.name})",
-            "baseline": previous, "baseline_value": round(float(np.mean(worst.old.recall)), 4)},
+            "baseline": previous, "baseline_value": round(float(np.mean(worst.cells.recall)), 4)},
+        "pgvector_filtered_top50_recall_global_design": {
+            "value": round(float(np.mean(old.recall)), 4), "unit": "recall@50 (global-index design)",
+            "baseline": global_design, "baseline_value": round(float(np.mean(old.recall)), 4)},
         "pgvector_filtered_top50_min_rows": {
             "value": new.min_rows, "unit": "rows (of 50)", "baseline": "naive filtered HNSW ef 40, mean rows",
             "baseline_value": round(float(np.mean(naive_rows)), 1)},

@@ -120,7 +120,8 @@ async def _build_retrieval() -> DualRetrieval:
         return await pgvector_candidates(await PRODUCTION.get(), embedding, top_k, brands,
                                          ef_search=SETTINGS.hnsw_ef_search,
                                          cell_rows=SETTINGS.search_cell_rows,
-                                         parallel=SETTINGS.search_parallel)
+                                         parallel=SETTINGS.search_parallel,
+                                         sku_rows=SETTINGS.search_sku_rows)
 
     async def ximilar(image: bytes, k: int, brands: Sequence[str] | None) -> XimilarHits:
         return await ximilar_candidates(await XIMILAR.get(), image, k, brands,

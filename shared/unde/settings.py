@@ -153,6 +153,9 @@ class VisionGatewaySettings(CommonSettings, DatabaseSettings):
     #: Filtered rows a pgvector search scans in its nearest cells (recall vs latency; see
     #: unde.retrieval.cells and bench/pgvector.py).
     search_cell_rows: int = Field(5000, ge=100, le=100_000)
+    #: SKU vectors a pgvector search ranks in its nearest cells before ranking the best SKUs'
+    #: photos (recall vs latency; see unde.retrieval.sku_cells and bench/pgvector.py).
+    search_sku_rows: int = Field(1600, ge=100, le=100_000)
     #: Connections one pgvector search spreads its cell scan over (the DB scans them on as many
     #: cores); the production pool is sized for it.
     search_parallel: int = Field(2, ge=1, le=8)

@@ -197,7 +197,7 @@ async def test_rows_get_their_cell_once_the_model_version_has_cells(
         assert conn.execute("SELECT count(*) FROM sku_image_embeddings WHERE cell IS NOT NULL").fetchone() == (0,)
     async with await psycopg.AsyncConnection.connect(production_url, autocommit=True) as conn:
         report = await ensure_cells(conn, MODEL, min_rows=0, cells=4)
-    assert (report.trained, report.assigned) == (4, 15)
+    assert (report.trained, report.assigned, report.skus) == (4, 15, 5)  # + the 5 SKUs' vectors
     add_product(staging_url, cdn, "brand-late", "LATE-1", [jpeg((200, 30, 30)), jpeg((20, 30, 200), stripe=4)])
     assert await plan(staging_url, production_url) == 2
     await make_consumer(production_pool, embedder, http_client, cdn).run()
@@ -207,6 +207,12 @@ async def test_rows_get_their_cell_once_the_model_version_has_cells(
             "SELECT centroid FROM embedding_cells WHERE model_version = %s ORDER BY cell", (MODEL,))])
         late = conn.execute("SELECT embedding, cell FROM sku_image_embeddings WHERE sku_id = 'LATE-1'").fetchall()
         unassigned = conn.execute("SELECT count(*) FROM sku_image_embeddings WHERE cell IS NULL").fetchone()
+        sku = conn.execute("SELECT embedding, photos, cell FROM sku_embeddings WHERE sku_id = 'LATE-1'").fetchone()
+        skus = conn.execute("SELECT count(*), sum(photos) FROM sku_embeddings").fetchone()
     assert len(late) == 2 and unassigned == (0,)
     vectors = np.stack([as_array(r[0]) for r in late])
     assert [r[1] for r in late] == nearest_cells(vectors, centroids).tolist()
+    # the consumer wrote the new SKU's vector with its photos, in the same transaction
+    assert sku is not None and sku[1] == 2 and skus == (6, 17)
+    assert np.allclose(as_array(sku[0]), vectors.mean(axis=0), atol=1e-6)
+    assert sku[2] == int(nearest_cells(as_array(sku[0]).reshape(1, -1), centroids)[0])

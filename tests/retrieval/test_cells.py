@@ -204,11 +204,12 @@ async def test_ensure_cells_trains_once_and_assigns_every_row_its_nearest_cell(p
     async with await psycopg.AsyncConnection.connect(production_url, autocommit=True) as conn:
         report = await ensure_cells(conn, "m1", min_rows=400, cells=8, batch=64)
         assert (report.trained, report.assigned, report.skipped) == (8, 400, "")
+        assert report.skus == 400  # one photo per SKU here: every SKU gets its vector
         centroids = await load_centroids(conn, "m1")
         assert centroids is not None and centroids.shape == (8, DIM)
         assert np.allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-5)
         again = await ensure_cells(conn, "m1", min_rows=400, cells=8)
-        assert (again.trained, again.assigned, again.skipped) == (0, 0, "")
+        assert (again.trained, again.assigned, again.skipped, again.skus) == (0, 0, "", 0)
         reloaded = await load_centroids(conn, "m1")
         assert reloaded is not None and np.array_equal(reloaded, centroids)  # not retrained
         assert await load_centroids(conn, "m2") is None

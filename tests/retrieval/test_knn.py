@@ -1,4 +1,5 @@
-"""Filtered top-k on real pgvector 0.6.2 with IVF cells: a cells plan equals the exact filtered
+"""Filtered top-k on real pgvector 0.6.2 with IVF cells, ranking photos (the cells plan; the SKU
+stage in front of it is off here, see test_knn_skus.py): a cells plan equals the exact filtered
 top-k over the cells it probes (plus unassigned rows), for every filter; its recall against the
 true top-k is high and it is never short; stale cached counts are caught."""
 
@@ -49,13 +50,14 @@ N_MODEL = 2_500  # MODEL rows have ids 1..2500, OTHER rows 2501..3000
 
 def plan_of(conn: psycopg.Connection, brand_filter: list[str] | None, q: np.ndarray, *,
             cell_rows: int = CELL_ROWS, model: str = MODEL, use_cells: bool = True) -> SearchPlan:
-    return plan_for_sync(conn, KnnQuery(K, model, brand_filter, cell_rows=cell_rows, use_cells=use_cells), q)
+    return plan_for_sync(conn, KnnQuery(K, model, brand_filter, cell_rows=cell_rows, use_cells=use_cells,
+                                        use_skus=False), q)
 
 
 def search(conn: psycopg.Connection, q: np.ndarray, brand_filter: list[str] | None, *,
            cell_rows: int = CELL_ROWS, model: str = MODEL, use_cells: bool = True) -> list[ImageHit]:
     return knn_images_sync(conn, q, k=K, model_version=model, brands=brand_filter, cell_rows=cell_rows,
-                           use_cells=use_cells)
+                           use_cells=use_cells, use_skus=False)
 
 
 def assert_ranked(hits: list[ImageHit], truth: list[int], brand_filter: list[str] | None) -> None:
@@ -117,10 +119,10 @@ async def test_cells_plan_equals_exact_search_over_its_cells_for_every_filter(
                 if plan.kind == "cells" and kept > cell_rows:
                     assert 0 < len(plan.cells) < CELLS  # a real probe, not a scan of everything
                 pooled = await knn_images(pool, q, k=K, model_version=MODEL, brands=brand_filter,
-                                          cell_rows=cell_rows)
+                                          cell_rows=cell_rows, use_skus=False)
                 assert pooled == hits  # the async twin plans and answers alike
                 spread = await knn_images(pool, q, k=K, model_version=MODEL, brands=brand_filter,
-                                          cell_rows=cell_rows, parallel=3)
+                                          cell_rows=cell_rows, parallel=3, use_skus=False)
                 assert spread == hits  # the scan split over pool connections answers alike
     assert kinds.count("cells") >= len(kinds) // 2
 
@@ -246,7 +248,7 @@ async def test_new_brand_without_cells_is_found_while_counts_are_cached(
     try:
         q = queries(catalog, 1, seed=31)[0]
         mall = ["b1", "b2", "newbrand"]
-        before = await knn_images(pool, q, k=K, model_version=MODEL, brands=mall, cell_rows=CELL_ROWS)
+        before = await knn_images(pool, q, k=K, model_version=MODEL, brands=mall, cell_rows=CELL_ROWS, use_skus=False)
         assert len(before) == K and all(h.brand != "newbrand" for h in before)
         with connect(knn_clone_url) as conn:
             cached = {str(f): plan_of(conn, f, q) for f in (mall, None)}  # as stale as the pool's
@@ -255,11 +257,11 @@ async def test_new_brand_without_cells_is_found_while_counts_are_cached(
                 plan = cached[str(brand_filter)]
                 assert plan.kind == "cells"
                 hits = await knn_images(pool, q, k=K, model_version=MODEL, brands=brand_filter,
-                                        cell_rows=CELL_ROWS)
+                                        cell_rows=CELL_ROWS, use_skus=False)
                 assert_ranked(hits, exact_ids_in_cells(conn, q, brand_filter, K, plan.cells), brand_filter)
                 assert sum(h.brand == "newbrand" for h in hits) >= 40
             only_new = await knn_images(pool, q, k=K, model_version=MODEL, brands=["newbrand"],
-                                        cell_rows=CELL_ROWS)  # cached count 0: exact scan
+                                        cell_rows=CELL_ROWS, use_skus=False)  # cached count 0: exact scan
             assert_ranked(only_new, exact_ids(conn, q, ["newbrand"], K), ["newbrand"])
     finally:
         await pool.close()

@@ -21,6 +21,7 @@ from unde.retrieval.knn_plan import (
     split_cells,
     supports_iterative_scan,
 )
+from unde.retrieval.sku_cells import CANDIDATES_PER_K, SkuCounts
 
 K = 50
 COUNTS = {"big": 40_000, "mid": 3_000, "tiny": 800, "other": 20_000}
@@ -36,9 +37,14 @@ CELLS = CellStats(CENTROIDS, per_brand={
 Q = np.array([1.0, 0.2], dtype=np.float32)  # nearest cells: 0, 1, 3, 2
 
 
+#: SKU vectors per cell (5 photos a SKU), covering every photo of every brand.
+SKUS = SkuCounts(CellStats(CENTROIDS, per_brand={
+    brand: counts // 5 for brand, counts in CELLS.per_brand.items()}), photos=dict(COUNTS))
+
+
 def catalog(*, version: tuple[int, ...] = (0, 6, 2), global_index: bool = True,
-            cells: CellStats | None = CELLS) -> Catalog:
-    return Catalog(version, COUNTS, TOTAL, global_index, cells)
+            cells: CellStats | None = CELLS, skus: SkuCounts | None = None) -> Catalog:
+    return Catalog(version, COUNTS, TOTAL, global_index, cells, skus)
 
 
 def text(plan: SearchPlan, model: str = "m1", filtered: bool = True) -> str:
@@ -160,7 +166,11 @@ def test_cells_sql_scans_the_cells_and_the_unassigned_rows_exactly() -> None:
     sql_text = text(plan, model="v'1")
     assert sql_text.count("(embedding <=> %(q)s) + 0 AS distance") == 2  # no HNSW index scan
     assert "cell = ANY(%(cells)s::int4[])" in sql_text and "(cell IS NULL OR cell >= 4)" in sql_text
-    assert " UNION ALL " in sql_text and sql_text.endswith("ORDER BY distance, id LIMIT 50")
+    assert " UNION ALL " in sql_text and "ORDER BY distance, id LIMIT 50)" in sql_text
+    # the scan ranks (id, distance) only; the k winners are joined to their rows afterwards
+    assert sql_text.startswith("WITH hits AS MATERIALIZED ((SELECT id, (embedding")
+    assert "JOIN sku_image_embeddings AS e USING (id)" in sql_text
+    assert sql_text.endswith("ORDER BY hits.distance, hits.id")
     assert sql_text.count("model_version = 'v''1' AND embedding IS NOT NULL") == 2
     assert sql_text.count("brand = ANY(%(brands)s)") == 2
     assert "brand = ANY" not in text(plan, filtered=False)
@@ -169,7 +179,8 @@ def test_cells_sql_scans_the_cells_and_the_unassigned_rows_exactly() -> None:
 
 def test_exact_and_global_sql() -> None:
     exact = text(SearchPlan("exact", limit=K))
-    assert "ORDER BY (embedding <=> %(q)s) + 0 LIMIT 50" in exact and "cell" not in exact
+    assert "SELECT id, (embedding <=> %(q)s) + 0 AS distance" in exact and "cell" not in exact
+    assert "ORDER BY distance, id LIMIT 50)" in exact and exact.endswith("ORDER BY hits.distance, hits.id")
     assert settings_sql(SearchPlan("exact", limit=K)) == []
     plan = SearchPlan("global", limit=2 * K, ef=442)
     over = text(plan, filtered=False)
@@ -180,3 +191,46 @@ def test_exact_and_global_sql() -> None:
     assert "MATERIALIZED" in text(iterative) and text(iterative).endswith("ORDER BY distance, id")
     assert settings_sql(iterative) == [("hnsw.ef_search", "200"), ("hnsw.iterative_scan", "relaxed_order"),
                                        ("hnsw.max_scan_tuples", str(MAX_SCAN_TUPLES))]
+
+
+# --- the SKU stage ------------------------------------------------------------------------------
+
+def test_skus_plan_when_the_sku_vectors_cover_every_photo_of_the_filter() -> None:
+    cat = catalog(skus=SKUS)
+    plan = plan_search(K, cat, ["big"], Q, 200, sku_rows=3_000)  # 2,000 SKUs a cell: cells 0 and 1
+    assert plan == SearchPlan("skus", limit=K, cells=(0, 1), n_cells=4, candidates=CANDIDATES_PER_K * K)
+    assert plan_search(K, cat, ["mid"], Q, 200, sku_rows=300).cells == (1, 3)  # mid has no SKU in cell 0
+    assert plan_search(K, cat, None, Q, 200, sku_rows=100).cells == (0,)
+    mixed = plan_search(K, cat, ["big", "nobody"], Q, 200)
+    assert (mixed.kind, mixed.unknown) == ("skus", ("nobody",))  # new brands: ranked exactly beside
+    assert plan_search(K, cat, ["big"], Q, 200, use_skus=False).kind == "cells"
+    assert plan_search(K, cat, ["big"], Q, 200, use_cells=False).kind == "global"
+    assert plan_search(K, catalog(cells=None, skus=SKUS), ["big"], Q, 200).kind == "global"
+
+
+def test_a_brand_whose_sku_vectors_miss_photos_is_served_by_the_photo_cells() -> None:
+    short = SkuCounts(SKUS.cells, photos={**COUNTS, "mid": COUNTS["mid"] - 1})  # one photo not covered
+    cat = catalog(skus=short)
+    assert plan_search(K, cat, ["mid"], Q, 200).kind == "cells"
+    assert plan_search(K, cat, ["big", "mid"], Q, 200).kind == "cells"
+    assert plan_search(K, cat, None, Q, 200).kind == "cells"
+    assert plan_search(K, cat, ["big", "other"], Q, 200).kind == "skus"  # other brands keep the SKU stage
+    assert catalog(skus=SKUS).skus_ready(None) and not catalog().skus_ready(None)
+
+
+def test_skus_sql_ranks_candidate_skus_then_all_their_photos() -> None:
+    plan = SearchPlan("skus", limit=K, cells=(0, 1), n_cells=4, candidates=150)
+    sql_text = text(plan, model="v'1")
+    assert sql_text.startswith("WITH skus AS MATERIALIZED (SELECT brand, sku_id FROM sku_embeddings "
+                               "WHERE model_version = 'v''1' AND cell = ANY(%(cells)s::int4[]) "
+                               "AND brand = ANY(%(brands)s) ORDER BY (embedding <=> %(q)s) + 0, brand, sku_id "
+                               "LIMIT 150), hits AS MATERIALIZED (")
+    assert "JOIN sku_image_embeddings AS p ON p.model_version = 'v''1' AND p.brand = skus.brand" in sql_text
+    assert "ORDER BY distance, id LIMIT 50)" in sql_text and sql_text.endswith("ORDER BY hits.distance, hits.id")
+    assert "%(unknown)s" not in sql_text and "brand = ANY" not in text(plan, filtered=False)
+    with_new = text(SearchPlan("skus", limit=K, cells=(0,), n_cells=4, candidates=150, unknown=("n",)))
+    assert "UNION ALL (SELECT id, (embedding <=> %(q)s) + 0 AS distance FROM sku_image_embeddings" in with_new
+    assert with_new.count("brand = ANY(%(unknown)s)") == 1
+    assert settings_sql(plan) == []
+    assert accept(plan, K, K, 10_000) and not accept(plan, K - 1, K, 10_000) and accept(plan, 30, K, 30)
+    assert fallback(plan, K) == SearchPlan("exact", limit=K)

@@ -42,7 +42,8 @@ async def _index(settings: IndexerSettings, urls: DatabaseUrls, args: argparse.N
             return 0
         totals = await _consume_with_progress(service, args.workers, args.max_jobs)
         cells = await service.ensure_cells()
-        print(f"search cells: {cells.trained} trained, {cells.assigned} rows assigned"
+        print(f"search cells: {cells.trained} trained, {cells.assigned} rows assigned, "
+              f"{cells.skus} SKU vectors written"
               + (f" ({cells.skipped})" if cells.skipped else ""))
         counts = await service.status_counts()
     finally:

@@ -35,6 +35,7 @@ from unde.indexing.queue import Job
 from unde.metrics import IMAGES_INDEXED
 from unde.models.base import ImageEmbedder
 from unde.retrieval.cells import as_array, load_centroids, nearest_cells
+from unde.retrieval.sku_cells import upsert_skus
 from unde.vision.images import decode_image
 
 log = logging.getLogger(__name__)
@@ -273,6 +274,8 @@ class IndexConsumer:
                 await cur.executemany(_INSERT_SQL, rows)
                 counts.written = max(cur.rowcount, 0)
             IMAGES_INDEXED.labels(batch.jobs[0].model_version).inc(counts.written)
+            if self._centroids is not None:  # before training, ensure_cells backfills the SKUs
+                await upsert_skus(conn, self.model_version, {(row[1], row[0]) for row in rows}, self._centroids)
         await queue.mark_done(conn, done)
         for job in batch.jobs:
             error = batch.errors.get(job.id)

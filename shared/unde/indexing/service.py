@@ -76,13 +76,13 @@ class IndexingService:
         return await self.consumer().run(max_jobs, stop=stop, on_batch=on_batch)
 
     async def ensure_cells(self) -> CellReport:
-        """The model version's search cells trained (once it has enough rows) and every row
-        assigned to one (`unde.retrieval.cells`)."""
+        """The model version's search cells trained (once it has enough rows), every row
+        assigned to one and its SKU vectors up to date (`unde.retrieval.cells`, `.sku_cells`)."""
         async with self.production.connection() as conn:
             report = await ensure_cells(conn, self.model_version)
-        if report.trained or report.assigned:
-            log.info("search cells of %s: %d trained, %d rows assigned", self.model_version,
-                     report.trained, report.assigned)
+        if report.trained or report.assigned or report.skus:
+            log.info("search cells of %s: %d trained, %d rows assigned, %d SKU vectors written",
+                     self.model_version, report.trained, report.assigned, report.skus)
         return report
 
     async def depth(self) -> int:

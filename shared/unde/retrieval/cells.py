@@ -157,10 +157,11 @@ async def load_centroids(conn: AsyncConnection[Any], model_version: str) -> np.n
 
 @dataclass(slots=True)
 class CellReport:
-    """What `ensure_cells` did: cells trained (0: none) and rows assigned."""
+    """What `ensure_cells` did: cells trained (0: none), rows assigned, SKU rows recomputed."""
 
     trained: int = 0
     assigned: int = 0
+    skus: int = 0
     skipped: str = ""  # why nothing was done, when so
 
 
@@ -169,7 +170,9 @@ async def ensure_cells(conn: AsyncConnection[Any], model_version: str, *,
                        cells: int | None = None, seed: int = 0,
                        batch: int = ASSIGN_BATCH) -> CellReport:
     """Train the model version's cells if it has none and ≥ `min_rows` photos, then give every
-    row without a valid cell its cell. Idempotent; one process at a time (others return at once).
+    row without a valid cell its cell, then bring the model version's SKU vectors up to date
+    (`unde.retrieval.sku_cells.ensure_skus`). Idempotent; one process at a time (others return
+    at once).
 
     Needs an autocommit connection (each batch commits on its own, so a crash loses nothing
     and the next call resumes).
@@ -193,6 +196,9 @@ async def ensure_cells(conn: AsyncConnection[Any], model_version: str, *,
                 return CellReport(skipped=f"fewer than {min_rows} rows")
             report.trained = len(centroids)
         report.assigned = await _assign(conn, model_version, centroids, batch)
+        from unde.retrieval.sku_cells import ensure_skus  # sku_cells builds on this module
+
+        report.skus = await ensure_skus(conn, model_version, centroids)
         return report
     finally:
         await conn.execute("SELECT set_config('statement_timeout', %s, false)", (timeout,))

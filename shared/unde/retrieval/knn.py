@@ -53,6 +53,7 @@ from unde.retrieval.knn_plan import (
     search_sql,
     settings_sql,
 )
+from unde.retrieval.sku_cells import SKU_COUNTS_SQL, SKU_ROWS, SkuCounts, sku_counts
 
 #: How long per-brand row counts, cell counts and centroids are trusted.
 COUNTS_TTL_S = 300.0
@@ -117,15 +118,18 @@ def _cached(owner: Any, model_version: str) -> tuple[_Profile, Catalog | None]:
 
 
 def _make_catalog(profile: _Profile, model_version: str, counts_rows: list[tuple[Any, ...]],
-                  index_rows: int, global_index: bool, centroid_rows: list[tuple[Any, ...]]) -> Catalog:
+                  index_rows: int, global_index: bool, centroid_rows: list[tuple[Any, ...]],
+                  sku_rows: list[tuple[Any, ...]]) -> Catalog:
     counts: dict[str, int] = {}
     for brand, _, count in counts_rows:
         counts[brand] = counts.get(brand, 0) + int(count)
     cells: CellStats | None = None
+    skus: SkuCounts | None = None
     if centroid_rows and [r[0] for r in centroid_rows] == list(range(len(centroid_rows))):
         centroids = np.stack([as_array(r[1]) for r in centroid_rows])
         cells = stats_from_rows(centroids, ((b, c, n) for b, c, n in counts_rows))
-    catalog = Catalog(profile.version or (0,), counts, index_rows, global_index, cells)
+        skus = sku_counts(centroids, ((b, c, n, int(p)) for b, c, n, p in sku_rows))
+    catalog = Catalog(profile.version or (0,), counts, index_rows, global_index, cells, skus)
     profile.catalogs[model_version] = (time.monotonic(), catalog)
     return catalog
 
@@ -141,8 +145,9 @@ async def _catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: 
     total = await (await conn.execute(INDEX_ROWS_SQL)).fetchone()
     global_index = await (await conn.execute(GLOBAL_SQL, (GLOBAL_INDEX,))).fetchone()
     centroids = await (await conn.execute(CENTROIDS_SQL, (model_version,))).fetchall()
+    skus = await (await conn.execute(SKU_COUNTS_SQL, (model_version,))).fetchall()
     return _make_catalog(profile, model_version, counts, int(total[0]) if total else 0,
-                         bool(global_index and global_index[0]), centroids)
+                         bool(global_index and global_index[0]), centroids, skus)
 
 
 def _catalog_sync(owner: Any, conn: Connection[Any], model_version: str) -> Catalog:
@@ -156,15 +161,16 @@ def _catalog_sync(owner: Any, conn: Connection[Any], model_version: str) -> Cata
     total = conn.execute(INDEX_ROWS_SQL).fetchone()
     global_index = conn.execute(GLOBAL_SQL, (GLOBAL_INDEX,)).fetchone()
     centroids = conn.execute(CENTROIDS_SQL, (model_version,)).fetchall()
+    skus = conn.execute(SKU_COUNTS_SQL, (model_version,)).fetchall()
     return _make_catalog(profile, model_version, counts, int(total[0]) if total else 0,
-                         bool(global_index and global_index[0]), centroids)
+                         bool(global_index and global_index[0]), centroids, skus)
 
 
 def _params(q: np.ndarray, brands: Sequence[str] | None, plan: SearchPlan, part: int) -> dict[str, Any]:
     params: dict[str, Any] = {"q": q}
     if brands is not None:
         params["brands"] = sorted(set(brands) - set(plan.unknown))
-    if plan.kind == "cells":
+    if plan.kind in ("cells", "skus"):
         params["cells"] = list(plan.parts[part])
         if plan.unknown and part == 0:
             params["unknown"] = list(plan.unknown)
@@ -255,24 +261,25 @@ class KnnQuery:
     cell_rows: int = CELL_ROWS
     use_cells: bool = True
     parallel: int = 1
+    sku_rows: int = SKU_ROWS
+    use_skus: bool = True
 
     def plan(self, catalog: Catalog, q: np.ndarray) -> SearchPlan:
         return plan_search(self.k, catalog, self.brands, q, self.ef_search,
-                           cell_rows=self.cell_rows, use_cells=self.use_cells, parallel=self.parallel)
+                           cell_rows=self.cell_rows, use_cells=self.use_cells, parallel=self.parallel,
+                           sku_rows=self.sku_rows, use_skus=self.use_skus)
 
     def done(self, plan: SearchPlan, hits: Sequence[ImageHit], catalog: Catalog) -> bool:
         return accept(plan, len(hits), self.k, catalog.kept(self.brands))
 
 
-def _start(k: int, ef_search: int, cell_rows: int, brands: Sequence[str] | None,
-           vector: Any) -> np.ndarray | None:
-    if not 1 <= k <= MAX_EF:
+def _start(query: KnnQuery, vector: Any) -> np.ndarray | None:
+    if not 1 <= query.k <= MAX_EF:
         raise BadInput(f"k must be between 1 and {MAX_EF}", field="top_k")
-    if ef_search < 1:
-        raise BadInput("ef_search must be positive", field="ef_search")
-    if cell_rows < 1:
-        raise BadInput("cell_rows must be positive", field="cell_rows")
-    if brands is not None and not brands:
+    for name in ("ef_search", "cell_rows", "sku_rows"):
+        if getattr(query, name) < 1:
+            raise BadInput(f"{name} must be positive", field=name)
+    if query.brands is not None and not query.brands:
         return None
     return query_vector(vector)
 
@@ -280,7 +287,8 @@ def _start(k: int, ef_search: int, cell_rows: int, brands: Sequence[str] | None,
 async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, vector: Any, *,
                      k: int, model_version: str, brands: Sequence[str] | None,
                      ef_search: int = 200, cell_rows: int = CELL_ROWS,
-                     use_cells: bool = True, parallel: int = 1) -> list[ImageHit]:
+                     use_cells: bool = True, parallel: int = 1, sku_rows: int = SKU_ROWS,
+                     use_skus: bool = True) -> list[ImageHit]:
     """The true top-k catalog photos nearest to `vector` among `brands` (None = all brands).
 
     The pool's connections need pgvector registered (`open_pool(..., vector=True)`).
@@ -288,12 +296,14 @@ async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, v
     filter a cells plan scans (and the largest filter scanned exactly); `ef_search`: the floor
     of the global HNSW search's ef; `use_cells=False` ignores the cells (the global-index
     design, kept as the benchmark's baseline); `parallel`: with a pool, a cells plan's scan is
-    split over that many connections at once (size the pool for it).
+    split over that many connections at once (size the pool for it); `sku_rows`: SKU vectors a
+    skus plan ranks; `use_skus=False` ranks photos in the cells instead (the previous design).
     """
-    q = _start(k, ef_search, cell_rows, brands, vector)
+    query = KnnQuery(k, model_version, brands, ef_search, cell_rows, use_cells, max(1, parallel),
+                     sku_rows, use_skus)
+    q = _start(query, vector)
     if q is None:
         return []
-    query = KnnQuery(k, model_version, brands, ef_search, cell_rows, use_cells, max(1, parallel))
     if isinstance(conn_or_pool, AsyncConnectionPool):
         async with conn_or_pool.connection() as conn:
             return await _knn_async(conn_or_pool, conn, q, query)
@@ -309,7 +319,7 @@ async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray,
         hits = await _run_async(owner, conn, plan, query.model_version, q, query.brands)
         if query.done(plan, hits, catalog):
             return hits[:query.k]
-        if plan.kind == "cells" and not refreshed:  # stale counts or centroids: re-plan once
+        if plan.kind in ("cells", "skus") and not refreshed:  # stale counts or centroids: re-plan once
             refreshed = True
             forget_profile(owner)
             catalog = await _catalog_async(owner, conn, query.model_version)
@@ -320,12 +330,13 @@ async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray,
 
 def knn_images_sync(conn_or_pool: Connection[Any] | ConnectionPool, vector: Any, *, k: int,
                     model_version: str, brands: Sequence[str] | None, ef_search: int = 200,
-                    cell_rows: int = CELL_ROWS, use_cells: bool = True) -> list[ImageHit]:
+                    cell_rows: int = CELL_ROWS, use_cells: bool = True, sku_rows: int = SKU_ROWS,
+                    use_skus: bool = True) -> list[ImageHit]:
     """Blocking twin of `knn_images` (benchmarks, CLI); same plan, same guarantees."""
-    q = _start(k, ef_search, cell_rows, brands, vector)
+    query = KnnQuery(k, model_version, brands, ef_search, cell_rows, use_cells, 1, sku_rows, use_skus)
+    q = _start(query, vector)
     if q is None:
         return []
-    query = KnnQuery(k, model_version, brands, ef_search, cell_rows, use_cells)
     if isinstance(conn_or_pool, ConnectionPool):
         with conn_or_pool.connection() as conn:
             return _knn_sync(conn_or_pool, conn, q, query)
@@ -340,7 +351,7 @@ def _knn_sync(owner: Any, conn: Connection[Any], q: np.ndarray, query: KnnQuery)
         hits = _run_sync(conn, plan, query.model_version, q, query.brands)
         if query.done(plan, hits, catalog):
             return hits[:query.k]
-        if plan.kind == "cells" and not refreshed:
+        if plan.kind in ("cells", "skus") and not refreshed:
             refreshed = True
             forget_profile(owner)
             catalog = _catalog_sync(owner, conn, query.model_version)

@@ -1,12 +1,16 @@
 """Plans for the mall-filtered top-k query: which way to answer, and its SQL.
 
-Three kinds of plan (see `unde.retrieval.knn` and `unde.retrieval.cells` for why):
+Four kinds of plan (see `unde.retrieval.knn`, `unde.retrieval.cells` and
+`unde.retrieval.sku_cells` for why):
 
 * ``exact`` — every row the filter keeps, ranked by true distance: filters keeping at most
   ``cell_rows`` rows (a brand's rows are found by the ``(model_version, cell, brand)`` /
   ``brand`` indexes), and the last resort.
-* ``cells`` — the filter's rows in the cells nearest to the query, ranked by true distance,
-  plus every row not yet assigned to a cell. The default once the model version has cells.
+* ``skus`` — the filter's SKU vectors in the cells nearest to the query, ranked by distance;
+  every photo of the best ``candidates`` SKUs ranked by true distance. The default once the
+  model version has cells and the SKU vectors cover every photo of the filter's brands.
+* ``cells`` — the filter's photos in the cells nearest to the query, ranked by true distance,
+  plus every photo not yet assigned to a cell. When the SKU vectors are incomplete.
 * ``global`` — the global HNSW index with the filter applied after it: only before the model
   version has cells. On pgvector ≥ 0.8 it uses iterative scans; on older servers it raises ef
   and over-fetches, and a short result escalates ef, then falls back to the exact plan.
@@ -23,6 +27,7 @@ import numpy as np
 from psycopg import sql
 
 from unde.retrieval.cells import CELL_ROWS, CellStats
+from unde.retrieval.sku_cells import CANDIDATES_PER_K, SKU_ROWS, SkuCounts
 
 #: The global HNSW path over-fetches: ef ≥ k × OVERFETCH / (share of rows the filter keeps).
 OVERFETCH = 8.0
@@ -36,7 +41,7 @@ MAX_SCAN_TUPLES = 50_000
 GLOBAL_INDEX = "sku_image_embeddings_hnsw"
 
 _COLUMNS = "id, brand, sku_id, image_url, image_rank, metadata"
-PlanKind = Literal["exact", "global", "cells"]
+PlanKind = Literal["exact", "global", "cells", "skus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +50,8 @@ class SearchPlan:
     hnsw.ef_search; `cells` (cells plans) the cells scanned, split into `groups` of about
     equal rows when the scan is spread over several connections (empty: one statement);
     `unknown` the filter's brands the cached counts do not know (scanned exactly); `n_cells`
-    the model version's cell count (rows with a cell outside 0…n−1 are scanned too)."""
+    the model version's cell count (rows with a cell outside 0…n−1 are scanned too);
+    `candidates` (skus plans) the SKUs whose photos are ranked."""
 
     kind: PlanKind
     limit: int
@@ -55,6 +61,7 @@ class SearchPlan:
     groups: tuple[tuple[int, ...], ...] = ()
     unknown: tuple[str, ...] = ()
     n_cells: int = 0
+    candidates: int = 0
 
     @property
     def parts(self) -> tuple[tuple[int, ...], ...]:
@@ -69,18 +76,26 @@ class SearchPlan:
 @dataclass(frozen=True, slots=True)
 class Catalog:
     """What the planner knows: pgvector version, the model version's rows per brand, rows in
-    the global HNSW index (every model version), whether that index is valid, and the model
-    version's cells (None before training)."""
+    the global HNSW index (every model version), whether that index is valid, the model
+    version's cells (None before training) and its SKU vectors per cell."""
 
     version: tuple[int, ...]
     counts: Mapping[str, int]
     index_rows: int
     global_index: bool
     cells: CellStats | None = None
+    skus: SkuCounts | None = None
 
     def kept(self, brands: Sequence[str] | None) -> int:
         wanted = self.counts if brands is None else set(brands)
         return sum(self.counts.get(b, 0) for b in wanted)
+
+    def skus_ready(self, brands: Sequence[str] | None) -> bool:
+        """Do the SKU vectors cover every photo of the filter's (known) brands?"""
+        if self.skus is None:
+            return False
+        known = self.counts.keys() if brands is None else set(brands) & self.counts.keys()
+        return self.skus.complete(known, self.counts)
 
 
 VERSION_SQL = "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
@@ -128,14 +143,17 @@ def split_cells(cells: Sequence[int], rows: np.ndarray, parts: int) -> tuple[tup
 
 def plan_search(k: int, catalog: Catalog, brands: Sequence[str] | None, q: np.ndarray,
                 ef_search: int, *, cell_rows: int = CELL_ROWS, use_cells: bool = True,
-                parallel: int = 1) -> SearchPlan:
+                parallel: int = 1, sku_rows: int = SKU_ROWS, use_skus: bool = True) -> SearchPlan:
     """The plan for this filter and query (see the module docstring). `parallel`: how many
     connections a cells plan may spread its scan over."""
     kept = catalog.kept(brands)
     if use_cells and catalog.cells is not None and kept > k:
         stats = catalog.cells
-        cells = stats.probe(q, brands, max(cell_rows, k))
         unknown = () if brands is None else tuple(sorted(set(brands) - set(catalog.counts)))
+        if use_skus and catalog.skus is not None and catalog.skus_ready(brands):
+            return SearchPlan("skus", limit=k, cells=catalog.skus.probe(q, brands, max(sku_rows, k)),
+                              unknown=unknown, n_cells=len(stats.centroids), candidates=CANDIDATES_PER_K * k)
+        cells = stats.probe(q, brands, max(cell_rows, k))
         return SearchPlan("cells", limit=k, cells=cells, unknown=unknown, n_cells=len(stats.centroids),
                           groups=split_cells(cells, stats.rows_per_cell(brands), parallel))
     if kept <= max(cell_rows, k):
@@ -157,12 +175,13 @@ def fallback(plan: SearchPlan, k: int) -> SearchPlan:
 def accept(plan: SearchPlan, rows: int, k: int, kept: int) -> bool:
     """Is this result trustworthy as the top k? `kept`: rows the filter keeps (cached counts).
 
-    A cells plan ranks every row of its cells exactly, so it is complete when it returned as
-    many rows as the filter has (up to k); fewer means the counts were stale.
+    A cells plan ranks every row of its cells exactly (a skus plan every photo of its SKUs), so
+    it is complete when it returned as many rows as the filter has (up to k); fewer means the
+    counts were stale.
     """
     if plan.kind == "exact":
         return True
-    if plan.kind == "cells":
+    if plan.kind in ("cells", "skus"):
         return rows >= min(k, kept)
     if plan.iterative or (plan.ef is not None and plan.ef >= MAX_EF):
         return rows >= k
@@ -171,37 +190,66 @@ def accept(plan: SearchPlan, rows: int, k: int, kept: int) -> bool:
 
 def search_sql(plan: SearchPlan, model_version: str, filtered: bool, part: int = 0) -> sql.Composed:
     """The statement of a plan (of one of its `parts` for a cells plan). Parameters: q
-    [, brands] [, cells: that part's cells] [, unknown: `plan.unknown`].
+    [, brands] [, cells: that part's cells (cells and skus plans)] [, unknown: `plan.unknown`].
 
-    A cells statement ranks the rows of its cells; the first part also ranks every row not (or
-    not validly) assigned to a cell and every row of the brands the cached counts do not know.
-    Exact and cells plans order by ``(embedding <=> q) + 0`` so the planner cannot swap in the
-    (lossy) HNSW index scan.
+    Exact and cells statements rank in two steps: the scan yields only ``(id, distance)`` (for
+    a cells arm, an index-only scan of the covering ``sku_image_embeddings_cell_vectors``,
+    migration 0006), and the k winners are then joined to their rows. A cells statement ranks
+    the rows of its cells; the first part also ranks every row not (or not validly) assigned to
+    a cell and every row of the brands the cached counts do not know. They order by
+    ``(embedding <=> q) + 0`` so the planner cannot swap in the (lossy) HNSW index scan.
     """
-    cols = sql.SQL(_COLUMNS)
     where = sql.SQL("model_version = {} AND embedding IS NOT NULL").format(sql.Literal(model_version))
-    if plan.kind == "cells":
-        arm = sql.SQL("SELECT {cols}, (embedding <=> %(q)s) + 0 AS distance FROM sku_image_embeddings "
-                      "WHERE {where} AND {cond}")
+    member = sql.SQL(" AND brand = ANY(%(brands)s)") if filtered else sql.SQL("")
+    if plan.kind == "global":
+        order = sql.SQL("embedding <=> %(q)s")
+        inner = sql.SQL("SELECT {cols}, embedding <=> %(q)s AS distance "
+                        "FROM sku_image_embeddings WHERE {where}{member} ORDER BY {order} LIMIT {limit}").format(
+            cols=sql.SQL(_COLUMNS), where=where, member=member, order=order, limit=sql.Literal(plan.limit))
+        if plan.iterative:
+            return sql.SQL("WITH hits AS MATERIALIZED ({}) SELECT * FROM hits ORDER BY distance, id").format(inner)
+        return inner
+    arm = sql.SQL("SELECT id, (embedding <=> %(q)s) + 0 AS distance FROM sku_image_embeddings "
+                  "WHERE {where}{cond}")
+    if plan.kind == "skus":
+        return _skus_sql(plan, model_version, arm.format(where=where, cond=sql.SQL(" AND brand = ANY(%(unknown)s)")),
+                         member)
+    if plan.kind == "exact":
+        arms = [arm.format(where=where, cond=member)]
+    else:
         # %(brands)s: the filter's brands known to the cached counts; the rest are %(unknown)s.
-        member = sql.SQL(" AND brand = ANY(%(brands)s)") if filtered else sql.SQL("")
-        arms = [arm.format(cols=cols, where=where, cond=sql.SQL("cell = ANY(%(cells)s::int4[]){}").format(member))]
+        arms = [arm.format(where=where, cond=sql.SQL(" AND cell = ANY(%(cells)s::int4[]){}").format(member))]
         if part == 0:
-            arms.append(arm.format(cols=cols, where=where, cond=sql.SQL("(cell IS NULL OR cell >= {}){}").format(
+            arms.append(arm.format(where=where, cond=sql.SQL(" AND (cell IS NULL OR cell >= {}){}").format(
                 sql.Literal(plan.n_cells), member)))
             if plan.unknown:
-                arms.append(arm.format(cols=cols, where=where, cond=sql.SQL("brand = ANY(%(unknown)s)")))
-        return sql.SQL("{} ORDER BY distance, id LIMIT {}").format(
-            sql.SQL(" UNION ALL ").join(sql.SQL("({})").format(a) for a in arms), sql.Literal(plan.limit))
-    if filtered:
-        where = sql.SQL("{} AND brand = ANY(%(brands)s)").format(where)
-    order = sql.SQL("(embedding <=> %(q)s) + 0" if plan.exact else "embedding <=> %(q)s")
-    inner = sql.SQL("SELECT {cols}, embedding <=> %(q)s AS distance "
-                    "FROM sku_image_embeddings WHERE {where} ORDER BY {order} LIMIT {limit}").format(
-        cols=cols, where=where, order=order, limit=sql.Literal(plan.limit))
-    if plan.iterative:
-        return sql.SQL("WITH hits AS MATERIALIZED ({}) SELECT * FROM hits ORDER BY distance, id").format(inner)
-    return inner
+                arms.append(arm.format(where=where, cond=sql.SQL(" AND brand = ANY(%(unknown)s)")))
+    return _winners_sql(sql.SQL(""), arms, plan.limit)
+
+
+def _winners_sql(prefix: sql.Composable, arms: Sequence[sql.Composable], limit: int) -> sql.Composed:
+    """``WITH [prefix,] hits``: the arms' (id, distance) rows, best `limit`, then their rows."""
+    ranked = sql.SQL(" UNION ALL ").join(sql.SQL("({})").format(a) for a in arms)
+    return sql.SQL("WITH {prefix}hits AS MATERIALIZED ({ranked} ORDER BY distance, id LIMIT {limit}) "
+                   "SELECT {cols}, hits.distance FROM hits JOIN sku_image_embeddings AS e USING (id) "
+                   "ORDER BY hits.distance, hits.id").format(
+        prefix=prefix, ranked=ranked, limit=sql.Literal(limit),
+        cols=sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(c)) for c in _COLUMNS.split(", ")))
+
+
+def _skus_sql(plan: SearchPlan, model_version: str, unknown_arm: sql.Composable,
+              member: sql.Composable) -> sql.Composed:
+    """A skus plan: the filter's SKU vectors in the plan's cells, the best `candidates` of them,
+    every photo of those (plus every photo of brands the cached counts do not know), best k."""
+    version = sql.Literal(model_version)
+    skus = sql.SQL("skus AS MATERIALIZED (SELECT brand, sku_id FROM sku_embeddings WHERE model_version = {mv} "
+                   "AND cell = ANY(%(cells)s::int4[]){member} ORDER BY (embedding <=> %(q)s) + 0, brand, sku_id "
+                   "LIMIT {candidates}), ").format(mv=version, member=member,
+                                                  candidates=sql.Literal(plan.candidates))
+    photos = sql.SQL("SELECT p.id, (p.embedding <=> %(q)s) + 0 AS distance FROM skus "
+                     "JOIN sku_image_embeddings AS p ON p.model_version = {mv} AND p.brand = skus.brand "
+                     "AND p.sku_id = skus.sku_id WHERE p.embedding IS NOT NULL").format(mv=version)
+    return _winners_sql(skus, [photos, unknown_arm] if plan.unknown else [photos], plan.limit)
 
 
 def settings_sql(plan: SearchPlan) -> list[tuple[str, str]]:
