@@ -41,15 +41,14 @@ from typing import Any
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from unde.db.embedded import embedded_base_url, ensure_database, stop_embedded, with_database
 from unde.db.migrate import apply_migrations
 from unde.db.pool import open_pool
 from unde.retrieval.cells import CELL_ROWS, CellReport, ensure_cells
-from unde.retrieval.knn import KnnQuery, forget_profile, knn_images, plan_for_sync
-from unde.retrieval.knn_plan import SearchPlan, search_sql, settings_sql
+from unde.retrieval.knn import KnnQuery, forget_profile, knn_images, plan_for_sync, plan_statement
+from unde.retrieval.knn_plan import SearchPlan, settings_sql
 from unde.retrieval.sku_cells import SKU_ROWS
 from unde.settings import REPO_ROOT
 
@@ -239,7 +238,7 @@ def ensure_loaded(url: str, catalog: Catalog) -> Build:
             return Build(load_s, cells_s, hnsw_s, True)
         register_vector(conn)
         conn.execute("DROP INDEX IF EXISTS sku_image_embeddings_hnsw")
-        conn.execute("TRUNCATE sku_image_embeddings, embedding_cells RESTART IDENTITY")
+        conn.execute("TRUNCATE sku_image_embeddings, embedding_cells, sku_embeddings RESTART IDENTITY")
         started = time.perf_counter()
         _copy_rows(conn, catalog)
         conn.execute("VACUUM ANALYZE sku_image_embeddings")
@@ -326,15 +325,12 @@ def _series() -> Series:
 
 def server_ms(conn: psycopg.Connection[Any], plan: SearchPlan, q: np.ndarray,
               brands: list[str] | None) -> float:
-    """Planning + execution time of a plan's statement inside the server (EXPLAIN ANALYZE)."""
-    params: dict[str, Any] = {"q": q, "cells": list(plan.cells)}
-    if brands is not None:
-        params["brands"] = sorted(brands)
+    """Planning + execution time of a plan's (first) statement inside the server (EXPLAIN ANALYZE)."""
+    statement, params = plan_statement(plan, MODEL_VERSION, q, brands)
     with conn.transaction():
         for name, value in settings_sql(plan):
             conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-        statement = search_sql(plan, MODEL_VERSION, brands is not None)
-        row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + statement, params).fetchone()
+        row = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", params).fetchone()
     assert row is not None
     out = row[0] if isinstance(row[0], list) else json.loads(row[0])
     return float(out[0]["Planning Time"] + out[0]["Execution Time"])

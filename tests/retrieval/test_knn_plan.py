@@ -198,9 +198,13 @@ def test_exact_and_global_sql() -> None:
 def test_skus_plan_when_the_sku_vectors_cover_every_photo_of_the_filter() -> None:
     cat = catalog(skus=SKUS)
     plan = plan_search(K, cat, ["big"], Q, 200, sku_rows=3_000)  # 2,000 SKUs a cell: cells 0 and 1
-    assert plan == SearchPlan("skus", limit=K, cells=(0, 1), n_cells=4, candidates=CANDIDATES_PER_K * K)
+    assert plan == SearchPlan("skus", limit=K, cells=(0, 1), n_cells=4, candidates=CANDIDATES_PER_K * K,
+                              pairs=((0, "big"), (1, "big")))
     assert plan_search(K, cat, ["mid"], Q, 200, sku_rows=300).cells == (1, 3)  # mid has no SKU in cell 0
-    assert plan_search(K, cat, None, Q, 200, sku_rows=100).cells == (0,)
+    # only the (cell, brand) pairs holding SKUs are searched; no filter: whole cells
+    assert plan_search(K, cat, ["tiny", "mid"], Q, 200, sku_rows=300).pairs == ((0, "tiny"), (1, "mid"))
+    assert plan_search(K, cat, None, Q, 200, sku_rows=100) == SearchPlan(
+        "skus", limit=K, cells=(0,), n_cells=4, candidates=CANDIDATES_PER_K * K)
     mixed = plan_search(K, cat, ["big", "nobody"], Q, 200)
     assert (mixed.kind, mixed.unknown) == ("skus", ("nobody",))  # new brands: ranked exactly beside
     assert plan_search(K, cat, ["big"], Q, 200, use_skus=False).kind == "cells"
@@ -219,15 +223,19 @@ def test_a_brand_whose_sku_vectors_miss_photos_is_served_by_the_photo_cells() ->
 
 
 def test_skus_sql_ranks_candidate_skus_then_all_their_photos() -> None:
-    plan = SearchPlan("skus", limit=K, cells=(0, 1), n_cells=4, candidates=150)
+    plan = SearchPlan("skus", limit=K, cells=(0, 1), n_cells=4, candidates=150, pairs=((0, "b"),))
     sql_text = text(plan, model="v'1")
-    assert sql_text.startswith("WITH skus AS MATERIALIZED (SELECT brand, sku_id FROM sku_embeddings "
-                               "WHERE model_version = 'v''1' AND cell = ANY(%(cells)s::int4[]) "
-                               "AND brand = ANY(%(brands)s) ORDER BY (embedding <=> %(q)s) + 0, brand, sku_id "
-                               "LIMIT 150), hits AS MATERIALIZED (")
+    assert sql_text.startswith("WITH skus AS MATERIALIZED (SELECT s.brand, s.sku_id FROM unnest(%(pair_cells)s"
+                               "::int4[], %(pair_brands)s::text[]) AS k(cell, brand) JOIN sku_embeddings AS s "
+                               "ON s.model_version = 'v''1' AND s.cell = k.cell AND s.brand = k.brand "
+                               "ORDER BY (s.embedding <=> %(q)s) + 0, s.brand, s.sku_id LIMIT 150), "
+                               "hits AS MATERIALIZED (")
     assert "JOIN sku_image_embeddings AS p ON p.model_version = 'v''1' AND p.brand = skus.brand" in sql_text
     assert "ORDER BY distance, id LIMIT 50)" in sql_text and sql_text.endswith("ORDER BY hits.distance, hits.id")
-    assert "%(unknown)s" not in sql_text and "brand = ANY" not in text(plan, filtered=False)
+    assert "%(unknown)s" not in sql_text and "%(cells)s" not in sql_text
+    unfiltered = text(plan, filtered=False)
+    assert "WHERE s.model_version = 'm1' AND s.cell = ANY(%(cells)s::int4[]) ORDER BY" in unfiltered
+    assert "brand = ANY" not in unfiltered and "pair_" not in unfiltered
     with_new = text(SearchPlan("skus", limit=K, cells=(0,), n_cells=4, candidates=150, unknown=("n",)))
     assert "UNION ALL (SELECT id, (embedding <=> %(q)s) + 0 AS distance FROM sku_image_embeddings" in with_new
     assert with_new.count("brand = ANY(%(unknown)s)") == 1

@@ -175,3 +175,20 @@ async def test_a_new_brand_is_found_by_the_skus_plan_while_counts_are_cached(
             assert {h.id for h in hits if h.brand == "newbrand"} <= set(exact_ids(conn, q, ["newbrand"], K))
     finally:
         await pool.close()
+
+
+async def test_retraining_re_places_every_sku_vector(knn_clone_url: str, catalog: Catalog) -> None:
+    with connect(knn_clone_url) as conn:
+        conn.execute("DELETE FROM embedding_cells WHERE model_version = %s", (MODEL,))
+        conn.execute("UPDATE sku_image_embeddings SET cell = NULL WHERE model_version = %s", (MODEL,))
+    async with await psycopg.AsyncConnection.connect(knn_clone_url, autocommit=True) as aconn:
+        report = await ensure_cells(aconn, MODEL, min_rows=0, cells=8)
+    assert (report.trained, report.skus) == (8, len(set(catalog[2].tolist())))
+    with connect(knn_clone_url) as conn:
+        centroids = centroids_of(conn)
+        rows = conn.execute("SELECT embedding, cell FROM sku_embeddings WHERE model_version = %s", (MODEL,)).fetchall()
+        means = np.stack([r[0].to_numpy() for r in rows])
+        assert [r[1] for r in rows] == nearest_cells(means, centroids).tolist()
+        q = queries(catalog, 1, seed=47)[0]
+        plan = plan_of(conn, ["b0", "b1"], q)
+        assert plan.kind == "skus" and plan.n_cells == 8 and all(0 <= c < 8 for c in plan.cells)

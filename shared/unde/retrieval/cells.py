@@ -16,9 +16,11 @@ end). Once a model version has `MIN_TRAIN_ROWS` photos it trains `cell_count(row
 on a sample, stores them in ``embedding_cells`` and assigns every unassigned row; from then on
 the indexer writes each new row with its cell (`nearest_cells`). Rows without a cell (written
 before training, or while another process trained) are always scanned too, so results stay
-correct at every moment. Retraining (after the catalog's look has drifted far): delete the
-model version's ``embedding_cells`` rows and set its rows' ``cell`` to NULL; the next drain
-trains again, and queries meanwhile use the global index or exact scans.
+correct at every moment. The model version's SKU vectors (`unde.retrieval.sku_cells`) are
+placed in the same cells and brought up to date at the end of every call. Retraining (after
+the catalog's look has drifted far): delete the model version's ``embedding_cells`` rows and
+set its rows' ``cell`` to NULL; the next drain trains again (and re-places the SKU vectors),
+and queries meanwhile use the global index or exact scans.
 """
 
 from __future__ import annotations
@@ -225,6 +227,9 @@ async def _train(conn: AsyncConnection[Any], model_version: str, min_rows: int, 
             "INSERT INTO embedding_cells (model_version, cell, centroid, trained_rows) "
             "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
             [(model_version, i, centroids[i], rows) for i in range(n)])
+        # SKU vectors placed by an earlier training are in the wrong cells now: re-placed below.
+        await cur.execute("UPDATE sku_embeddings SET cell = NULL WHERE model_version = %s AND cell IS NOT NULL",
+                          (model_version,))
     return centroids
 
 

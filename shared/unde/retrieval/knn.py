@@ -9,14 +9,18 @@ an HNSW scan yields at most ``hnsw.ef_search`` tuples and the brand filter is ap
 it. Brands cluster by style, so the graph neighbourhood of a query holds few rows of a given
 brand: at 235K × 512 (bench/pgvector.py) the naive query returns ~26 of 50 rows at ef 40.
 
-How this module answers: by default from the model version's IVF cells
-(`unde.retrieval.cells`) — the filter's rows in the cells nearest to the query, ranked by
-true distance, which is never short and keeps recall@50 ≈ 0.99 from one brand to all of them;
-filters keeping few rows are scanned exactly; before a model version has cells, the global
-HNSW index serves (iterative scans on pgvector ≥ 0.8, raised ef + over-fetch before), with an
-exact scan behind it. Plans: `unde.retrieval.knn_plan`. Per-brand row counts, rows per
-(brand, cell) and the centroids are cached per pool for COUNTS_TTL_S; a result shorter than
-the cached counts promise re-reads them once, then falls back to the exact plan.
+How this module answers: by default in two stages over the model version's IVF cells — the
+filter's SKU vectors (`unde.retrieval.sku_cells`: the mean of each SKU's photos) in the cells
+nearest to the query, then every photo of the best 3·k of those SKUs ranked by true distance;
+never short, recall@50 ≈ 0.995 from one brand to all of them. A brand whose SKU vectors lag
+behind its photos is served by the photo cells (`unde.retrieval.cells`: the filter's photos in
+the nearest cells, ranked by true distance); filters keeping few rows are scanned exactly;
+before a model version has cells, the global HNSW index serves (iterative scans on pgvector ≥
+0.8, raised ef + over-fetch before), with an exact scan behind it. Plans:
+`unde.retrieval.knn_plan`. Per-brand row counts, rows and SKUs per (brand, cell) and the
+centroids are cached per pool (`unde.retrieval.knn_catalog`, refreshed in the background); a
+result shorter than the cached counts promise re-reads them once, then falls back to the
+exact plan.
 
 The embedding column is stored PLAIN (migration 0004) so exact distances never fetch TOAST.
 """
@@ -25,8 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,26 +39,19 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from unde.errors import BadInput
-from unde.retrieval.cells import CELL_COUNTS_SQL, CELL_ROWS, CENTROIDS_SQL, CellStats, as_array, stats_from_rows
+from unde.retrieval.cells import CELL_ROWS
+from unde.retrieval.knn_catalog import catalog_async, catalog_sync, forget
 from unde.retrieval.knn_plan import (
-    GLOBAL_INDEX,
-    GLOBAL_SQL,
-    INDEX_ROWS_SQL,
     MAX_EF,
-    VERSION_SQL,
     Catalog,
     SearchPlan,
     accept,
     fallback,
-    parse_version,
     plan_search,
     search_sql,
     settings_sql,
 )
-from unde.retrieval.sku_cells import SKU_COUNTS_SQL, SKU_ROWS, SkuCounts, sku_counts
-
-#: How long per-brand row counts, cell counts and centroids are trusted.
-COUNTS_TTL_S = 300.0
+from unde.retrieval.sku_cells import SKU_ROWS
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +79,6 @@ class SkuHit:
     hits: tuple[ImageHit, ...]
 
 
-@dataclass(slots=True)
-class _Profile:
-    version: tuple[int, ...] | None = None
-    catalogs: dict[str, tuple[float, Catalog]] = field(default_factory=dict)
-
-
-_profiles: weakref.WeakKeyDictionary[Any, _Profile] = weakref.WeakKeyDictionary()
-
-
 def query_vector(vector: Sequence[float] | np.ndarray, dim: int | None = None) -> np.ndarray:
     """The query as a finite float32 vector; BadInput naming `embedding` otherwise."""
     array = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -109,63 +95,6 @@ def _hit(row: Mapping[str, Any]) -> ImageHit:
                     score=1.0 - float(row["distance"]), metadata=row["metadata"] or {})
 
 
-def _cached(owner: Any, model_version: str) -> tuple[_Profile, Catalog | None]:
-    profile = _profiles.setdefault(owner, _Profile())
-    entry = profile.catalogs.get(model_version)
-    if entry is None or time.monotonic() - entry[0] > COUNTS_TTL_S:
-        return profile, None
-    return profile, entry[1]
-
-
-def _make_catalog(profile: _Profile, model_version: str, counts_rows: list[tuple[Any, ...]],
-                  index_rows: int, global_index: bool, centroid_rows: list[tuple[Any, ...]],
-                  sku_rows: list[tuple[Any, ...]]) -> Catalog:
-    counts: dict[str, int] = {}
-    for brand, _, count in counts_rows:
-        counts[brand] = counts.get(brand, 0) + int(count)
-    cells: CellStats | None = None
-    skus: SkuCounts | None = None
-    if centroid_rows and [r[0] for r in centroid_rows] == list(range(len(centroid_rows))):
-        centroids = np.stack([as_array(r[1]) for r in centroid_rows])
-        cells = stats_from_rows(centroids, ((b, c, n) for b, c, n in counts_rows))
-        skus = sku_counts(centroids, ((b, c, n, int(p)) for b, c, n, p in sku_rows))
-    catalog = Catalog(profile.version or (0,), counts, index_rows, global_index, cells, skus)
-    profile.catalogs[model_version] = (time.monotonic(), catalog)
-    return catalog
-
-
-async def _catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: str) -> Catalog:
-    profile, catalog = _cached(owner, model_version)
-    if catalog is not None:
-        return catalog
-    if profile.version is None:
-        row = await (await conn.execute(VERSION_SQL)).fetchone()
-        profile.version = parse_version(row[0] if row else None)
-    counts = await (await conn.execute(CELL_COUNTS_SQL, (model_version,))).fetchall()
-    total = await (await conn.execute(INDEX_ROWS_SQL)).fetchone()
-    global_index = await (await conn.execute(GLOBAL_SQL, (GLOBAL_INDEX,))).fetchone()
-    centroids = await (await conn.execute(CENTROIDS_SQL, (model_version,))).fetchall()
-    skus = await (await conn.execute(SKU_COUNTS_SQL, (model_version,))).fetchall()
-    return _make_catalog(profile, model_version, counts, int(total[0]) if total else 0,
-                         bool(global_index and global_index[0]), centroids, skus)
-
-
-def _catalog_sync(owner: Any, conn: Connection[Any], model_version: str) -> Catalog:
-    profile, catalog = _cached(owner, model_version)
-    if catalog is not None:
-        return catalog
-    if profile.version is None:
-        row = conn.execute(VERSION_SQL).fetchone()
-        profile.version = parse_version(row[0] if row else None)
-    counts = conn.execute(CELL_COUNTS_SQL, (model_version,)).fetchall()
-    total = conn.execute(INDEX_ROWS_SQL).fetchone()
-    global_index = conn.execute(GLOBAL_SQL, (GLOBAL_INDEX,)).fetchone()
-    centroids = conn.execute(CENTROIDS_SQL, (model_version,)).fetchall()
-    skus = conn.execute(SKU_COUNTS_SQL, (model_version,)).fetchall()
-    return _make_catalog(profile, model_version, counts, int(total[0]) if total else 0,
-                         bool(global_index and global_index[0]), centroids, skus)
-
-
 def _params(q: np.ndarray, brands: Sequence[str] | None, plan: SearchPlan, part: int) -> dict[str, Any]:
     params: dict[str, Any] = {"q": q}
     if brands is not None:
@@ -174,6 +103,9 @@ def _params(q: np.ndarray, brands: Sequence[str] | None, plan: SearchPlan, part:
         params["cells"] = list(plan.parts[part])
         if plan.unknown and part == 0:
             params["unknown"] = list(plan.unknown)
+    if plan.kind == "skus" and brands is not None:
+        params["pair_cells"] = [cell for cell, _ in plan.pairs]
+        params["pair_brands"] = [brand for _, brand in plan.pairs]
     return params
 
 
@@ -191,7 +123,7 @@ def _statement(plan_shape: SearchPlan, model_version: str, filtered: bool, part:
 
 
 def _sql(plan: SearchPlan, model_version: str, filtered: bool, part: int) -> str:
-    shape = replace(plan, cells=(), groups=(), unknown=("?",) if plan.unknown else ())
+    shape = replace(plan, cells=(), groups=(), pairs=(), unknown=("?",) if plan.unknown else ())
     return _statement(shape, model_version, filtered, part)
 
 
@@ -312,7 +244,7 @@ async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, v
 
 async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray,
                      query: KnnQuery) -> list[ImageHit]:
-    catalog = await _catalog_async(owner, conn, query.model_version)
+    catalog = await catalog_async(owner, conn, query.model_version)
     plan = query.plan(catalog, q)
     refreshed = False
     while True:
@@ -322,7 +254,7 @@ async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray,
         if plan.kind in ("cells", "skus") and not refreshed:  # stale counts or centroids: re-plan once
             refreshed = True
             forget_profile(owner)
-            catalog = await _catalog_async(owner, conn, query.model_version)
+            catalog = await catalog_async(owner, conn, query.model_version)
             plan = query.plan(catalog, q)
             continue
         plan = fallback(plan, query.k)
@@ -344,7 +276,7 @@ def knn_images_sync(conn_or_pool: Connection[Any] | ConnectionPool, vector: Any,
 
 
 def _knn_sync(owner: Any, conn: Connection[Any], q: np.ndarray, query: KnnQuery) -> list[ImageHit]:
-    catalog = _catalog_sync(owner, conn, query.model_version)
+    catalog = catalog_sync(owner, conn, query.model_version)
     plan = query.plan(catalog, q)
     refreshed = False
     while True:
@@ -354,7 +286,7 @@ def _knn_sync(owner: Any, conn: Connection[Any], q: np.ndarray, query: KnnQuery)
         if plan.kind in ("cells", "skus") and not refreshed:
             refreshed = True
             forget_profile(owner)
-            catalog = _catalog_sync(owner, conn, query.model_version)
+            catalog = catalog_sync(owner, conn, query.model_version)
             plan = query.plan(catalog, q)
             continue
         plan = fallback(plan, query.k)
@@ -362,12 +294,19 @@ def _knn_sync(owner: Any, conn: Connection[Any], q: np.ndarray, query: KnnQuery)
 
 def plan_for_sync(conn: Connection[Any], query: KnnQuery, vector: Any) -> SearchPlan:
     """The first plan `knn_images_sync(conn, ...)` would run for `query` (diagnostics, bench)."""
-    return query.plan(_catalog_sync(conn, conn, query.model_version), query_vector(vector))
+    return query.plan(catalog_sync(conn, conn, query.model_version), query_vector(vector))
+
+
+def plan_statement(plan: SearchPlan, model_version: str, vector: Any, brands: Sequence[str] | None,
+                   part: int = 0) -> tuple[str, dict[str, Any]]:
+    """The SQL text and parameters of a plan's statement (of one part): what `knn_images` sends
+    (diagnostics, EXPLAIN in the bench)."""
+    return _sql(plan, model_version, brands is not None, part), _params(query_vector(vector), brands, plan, part)
 
 
 def forget_profile(conn_or_pool: Any) -> None:
     """Drop the cached version, counts and centroids (after a bulk load, or in tests)."""
-    _profiles.pop(conn_or_pool, None)
+    forget(conn_or_pool)
 
 
 def best_per_sku(hits: Sequence[ImageHit]) -> list[SkuHit]:

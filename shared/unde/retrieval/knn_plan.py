@@ -51,7 +51,8 @@ class SearchPlan:
     equal rows when the scan is spread over several connections (empty: one statement);
     `unknown` the filter's brands the cached counts do not know (scanned exactly); `n_cells`
     the model version's cell count (rows with a cell outside 0…n−1 are scanned too);
-    `candidates` (skus plans) the SKUs whose photos are ranked."""
+    `candidates` (skus plans) the SKUs whose photos are ranked; `pairs` (filtered skus plans)
+    the (cell, brand) pairs of the probed cells and the filter's brands that hold SKUs."""
 
     kind: PlanKind
     limit: int
@@ -62,6 +63,7 @@ class SearchPlan:
     unknown: tuple[str, ...] = ()
     n_cells: int = 0
     candidates: int = 0
+    pairs: tuple[tuple[int, str], ...] = ()
 
     @property
     def parts(self) -> tuple[tuple[int, ...], ...]:
@@ -151,8 +153,10 @@ def plan_search(k: int, catalog: Catalog, brands: Sequence[str] | None, q: np.nd
         stats = catalog.cells
         unknown = () if brands is None else tuple(sorted(set(brands) - set(catalog.counts)))
         if use_skus and catalog.skus is not None and catalog.skus_ready(brands):
-            return SearchPlan("skus", limit=k, cells=catalog.skus.probe(q, brands, max(sku_rows, k)),
-                              unknown=unknown, n_cells=len(stats.centroids), candidates=CANDIDATES_PER_K * k)
+            probed = catalog.skus.probe(q, brands, max(sku_rows, k))
+            return SearchPlan("skus", limit=k, cells=probed, unknown=unknown, n_cells=len(stats.centroids),
+                              candidates=CANDIDATES_PER_K * k,
+                              pairs=() if brands is None else catalog.skus.pairs(probed, brands))
         cells = stats.probe(q, brands, max(cell_rows, k))
         return SearchPlan("cells", limit=k, cells=cells, unknown=unknown, n_cells=len(stats.centroids),
                           groups=split_cells(cells, stats.rows_per_cell(brands), parallel))
@@ -190,7 +194,8 @@ def accept(plan: SearchPlan, rows: int, k: int, kept: int) -> bool:
 
 def search_sql(plan: SearchPlan, model_version: str, filtered: bool, part: int = 0) -> sql.Composed:
     """The statement of a plan (of one of its `parts` for a cells plan). Parameters: q
-    [, brands] [, cells: that part's cells (cells and skus plans)] [, unknown: `plan.unknown`].
+    [, brands] [, cells: that part's cells (cells, unfiltered skus plans)] [, pair_cells and
+    pair_brands: `plan.pairs` (filtered skus plans)] [, unknown: `plan.unknown`].
 
     Exact and cells statements rank in two steps: the scan yields only ``(id, distance)`` (for
     a cells arm, an index-only scan of the covering ``sku_image_embeddings_cell_vectors``,
@@ -213,7 +218,7 @@ def search_sql(plan: SearchPlan, model_version: str, filtered: bool, part: int =
                   "WHERE {where}{cond}")
     if plan.kind == "skus":
         return _skus_sql(plan, model_version, arm.format(where=where, cond=sql.SQL(" AND brand = ANY(%(unknown)s)")),
-                         member)
+                         filtered)
     if plan.kind == "exact":
         arms = [arm.format(where=where, cond=member)]
     else:
@@ -238,14 +243,20 @@ def _winners_sql(prefix: sql.Composable, arms: Sequence[sql.Composable], limit: 
 
 
 def _skus_sql(plan: SearchPlan, model_version: str, unknown_arm: sql.Composable,
-              member: sql.Composable) -> sql.Composed:
+              filtered: bool) -> sql.Composed:
     """A skus plan: the filter's SKU vectors in the plan's cells, the best `candidates` of them,
     every photo of those (plus every photo of brands the cached counts do not know), best k."""
     version = sql.Literal(model_version)
-    skus = sql.SQL("skus AS MATERIALIZED (SELECT brand, sku_id FROM sku_embeddings WHERE model_version = {mv} "
-                   "AND cell = ANY(%(cells)s::int4[]){member} ORDER BY (embedding <=> %(q)s) + 0, brand, sku_id "
-                   "LIMIT {candidates}), ").format(mv=version, member=member,
-                                                  candidates=sql.Literal(plan.candidates))
+    if filtered:  # the filter's (cell, brand) pairs holding SKUs, one index descent each
+        source = sql.SQL("unnest(%(pair_cells)s::int4[], %(pair_brands)s::text[]) AS k(cell, brand) "
+                         "JOIN sku_embeddings AS s ON s.model_version = {mv} AND s.cell = k.cell "
+                         "AND s.brand = k.brand").format(mv=version)
+    else:
+        source = sql.SQL("sku_embeddings AS s WHERE s.model_version = {mv} "
+                         "AND s.cell = ANY(%(cells)s::int4[])").format(mv=version)
+    skus = sql.SQL("skus AS MATERIALIZED (SELECT s.brand, s.sku_id FROM {source} "
+                   "ORDER BY (s.embedding <=> %(q)s) + 0, s.brand, s.sku_id LIMIT {candidates}), ").format(
+        source=source, candidates=sql.Literal(plan.candidates))
     photos = sql.SQL("SELECT p.id, (p.embedding <=> %(q)s) + 0 AS distance FROM skus "
                      "JOIN sku_image_embeddings AS p ON p.model_version = {mv} AND p.brand = skus.brand "
                      "AND p.sku_id = skus.sku_id WHERE p.embedding IS NOT NULL").format(mv=version)

@@ -127,6 +127,14 @@ class SkuCounts:
     def probe(self, q: np.ndarray, brands: Sequence[str] | None, rows: int) -> tuple[int, ...]:
         return self.cells.probe(q, brands, rows)
 
+    def pairs(self, cells: Iterable[int], brands: Iterable[str]) -> tuple[tuple[int, str], ...]:
+        """The (cell, brand) pairs of `cells` × `brands` that hold SKUs: one index descent each
+        (PostgreSQL 16 descends the btree once per combination of two ``= ANY`` arrays, and most
+        combinations of a mall's brands with the probed cells are empty)."""
+        wanted = sorted(set(brands) & self.cells.per_brand.keys())
+        return tuple((cell, brand) for cell in cells for brand in wanted
+                     if self.cells.per_brand[brand][cell] > 0)
+
 
 def sku_counts(centroids: np.ndarray, rows: Iterable[tuple[str, int | None, int, int]]) -> SkuCounts:
     """SkuCounts from SKU_COUNTS_SQL rows (brand, cell or None, SKUs, photos they cover)."""

@@ -1,0 +1,130 @@
+"""What the kNN planner knows about a model version, cached per pool (or connection).
+
+A `Catalog` (pgvector version, photos per brand, cells and SKU vectors per cell, the global
+index's state) costs ≈ 50–150 ms to read at 235K photos, so it is cached for `COUNTS_TTL_S`.
+On an async pool the cache is refreshed in the background once it expires: the request that
+finds it stale is answered from it while one task reads the new counts on another pool
+connection (stale-while-revalidate), so no search waits for a refresh. A cache older than
+`STALE_LIMIT_S` is never served (an idle pod reloads inline). Results stay correct with stale
+counts: a result shorter than the counts promise re-reads them (`forget`) and re-plans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from psycopg import AsyncConnection, Connection
+from psycopg_pool import AsyncConnectionPool
+
+from unde.retrieval.cells import CELL_COUNTS_SQL, CENTROIDS_SQL, CellStats, as_array, stats_from_rows
+from unde.retrieval.knn_plan import GLOBAL_INDEX, GLOBAL_SQL, INDEX_ROWS_SQL, VERSION_SQL, Catalog, parse_version
+from unde.retrieval.sku_cells import SKU_COUNTS_SQL, SkuCounts, sku_counts
+
+log = logging.getLogger(__name__)
+
+#: How long per-brand row counts, cell counts and centroids are trusted.
+COUNTS_TTL_S = 300.0
+#: How old a cache may be and still answer while a background refresh runs.
+STALE_LIMIT_S = 4 * COUNTS_TTL_S
+
+
+@dataclass(slots=True)
+class _Profile:
+    version: tuple[int, ...] | None = None
+    catalogs: dict[str, tuple[float, Catalog]] = field(default_factory=dict)
+    refreshing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+
+_profiles: weakref.WeakKeyDictionary[Any, _Profile] = weakref.WeakKeyDictionary()
+
+
+def forget(owner: Any) -> None:
+    """Drop the cached version, counts and centroids of `owner` (a pool or a connection)."""
+    _profiles.pop(owner, None)
+
+
+def _make(profile: _Profile, model_version: str, counts_rows: list[tuple[Any, ...]], index_rows: int,
+          global_index: bool, centroid_rows: list[tuple[Any, ...]], sku_rows: list[tuple[Any, ...]]) -> Catalog:
+    counts: dict[str, int] = {}
+    for brand, _, count in counts_rows:
+        counts[brand] = counts.get(brand, 0) + int(count)
+    cells: CellStats | None = None
+    skus: SkuCounts | None = None
+    if centroid_rows and [r[0] for r in centroid_rows] == list(range(len(centroid_rows))):
+        centroids = np.stack([as_array(r[1]) for r in centroid_rows])
+        cells = stats_from_rows(centroids, ((b, c, n) for b, c, n in counts_rows))
+        skus = sku_counts(centroids, ((b, c, n, int(p)) for b, c, n, p in sku_rows))
+    catalog = Catalog(profile.version or (0,), counts, index_rows, global_index, cells, skus)
+    profile.catalogs[model_version] = (time.monotonic(), catalog)
+    return catalog
+
+
+async def _load_async(profile: _Profile, conn: AsyncConnection[Any], model_version: str) -> Catalog:
+    if profile.version is None:
+        row = await (await conn.execute(VERSION_SQL)).fetchone()
+        profile.version = parse_version(row[0] if row else None)
+    counts = await (await conn.execute(CELL_COUNTS_SQL, (model_version,))).fetchall()
+    total = await (await conn.execute(INDEX_ROWS_SQL)).fetchone()
+    global_index = await (await conn.execute(GLOBAL_SQL, (GLOBAL_INDEX,))).fetchone()
+    centroids = await (await conn.execute(CENTROIDS_SQL, (model_version,))).fetchall()
+    skus = await (await conn.execute(SKU_COUNTS_SQL, (model_version,))).fetchall()
+    return _make(profile, model_version, counts, int(total[0]) if total else 0,
+                 bool(global_index and global_index[0]), centroids, skus)
+
+
+def _load_sync(profile: _Profile, conn: Connection[Any], model_version: str) -> Catalog:
+    if profile.version is None:
+        row = conn.execute(VERSION_SQL).fetchone()
+        profile.version = parse_version(row[0] if row else None)
+    counts = conn.execute(CELL_COUNTS_SQL, (model_version,)).fetchall()
+    total = conn.execute(INDEX_ROWS_SQL).fetchone()
+    global_index = conn.execute(GLOBAL_SQL, (GLOBAL_INDEX,)).fetchone()
+    centroids = conn.execute(CENTROIDS_SQL, (model_version,)).fetchall()
+    skus = conn.execute(SKU_COUNTS_SQL, (model_version,)).fetchall()
+    return _make(profile, model_version, counts, int(total[0]) if total else 0,
+                 bool(global_index and global_index[0]), centroids, skus)
+
+
+async def _refresh(owner: AsyncConnectionPool, profile: _Profile, model_version: str) -> None:
+    try:
+        async with owner.connection() as conn:
+            await _load_async(profile, conn, model_version)
+    except Exception:  # the stale counts keep serving; the next request retries
+        log.warning("refreshing the kNN counts of %s failed", model_version, exc_info=True)
+    finally:
+        profile.refreshing.pop(model_version, None)
+
+
+async def catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: str) -> Catalog:
+    """The cached catalog of `model_version` (read on `conn` when missing or too old)."""
+    profile = _profiles.setdefault(owner, _Profile())
+    entry = profile.catalogs.get(model_version)
+    age = time.monotonic() - entry[0] if entry else None
+    if entry is not None and age is not None and age <= COUNTS_TTL_S:
+        return entry[1]
+    if entry is not None and age is not None and age <= STALE_LIMIT_S and isinstance(owner, AsyncConnectionPool):
+        if model_version not in profile.refreshing:
+            profile.refreshing[model_version] = asyncio.create_task(_refresh(owner, profile, model_version))
+        return entry[1]
+    return await _load_async(profile, conn, model_version)
+
+
+def catalog_sync(owner: Any, conn: Connection[Any], model_version: str) -> Catalog:
+    """Blocking twin of `catalog_async` (no background refresh: an expired cache reloads)."""
+    profile = _profiles.setdefault(owner, _Profile())
+    entry = profile.catalogs.get(model_version)
+    if entry is not None and time.monotonic() - entry[0] <= COUNTS_TTL_S:
+        return entry[1]
+    return _load_sync(profile, conn, model_version)
+
+
+def refreshing(owner: Any) -> list[asyncio.Task[None]]:
+    """Background refreshes running for `owner` (tests, shutdown)."""
+    profile = _profiles.get(owner)
+    return list(profile.refreshing.values()) if profile else []
