@@ -132,8 +132,11 @@ class SkuCounts:
         (PostgreSQL 16 descends the btree once per combination of two ``= ANY`` arrays, and most
         combinations of a mall's brands with the probed cells are empty)."""
         wanted = sorted(set(brands) & self.cells.per_brand.keys())
-        return tuple((cell, brand) for cell in cells for brand in wanted
-                     if self.cells.per_brand[brand][cell] > 0)
+        columns = np.asarray(list(cells), dtype=np.int64)
+        if not wanted or not columns.size:
+            return ()
+        held = np.stack([self.cells.per_brand[brand][columns] for brand in wanted], axis=1) > 0
+        return tuple((int(columns[c]), wanted[b]) for c, b in zip(*np.nonzero(held), strict=True))
 
 
 def sku_counts(centroids: np.ndarray, rows: Iterable[tuple[str, int | None, int, int]]) -> SkuCounts:
