@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
 
 from unde.db.pool import open_pool
@@ -192,3 +193,16 @@ async def test_retraining_re_places_every_sku_vector(knn_clone_url: str, catalog
         q = queries(catalog, 1, seed=47)[0]
         plan = plan_of(conn, ["b0", "b1"], q)
         assert plan.kind == "skus" and plan.n_cells == 8 and all(0 <= c < 8 for c in plan.cells)
+
+
+def test_every_statement_is_counted_by_plan_kind(loaded_url: str, catalog: Catalog) -> None:
+    def count(kind: str) -> float:
+        return REGISTRY.get_sample_value("unde_knn_plans_total", {"kind": kind, "attempt": "first"}) or 0.0
+
+    q = queries(catalog, 1, seed=53)[0]
+    before = {kind: count(kind) for kind in ("skus", "exact")}
+    with connect(loaded_url) as conn:
+        search(conn, q, ["b0", "b1"])
+        search(conn, q, ["b7"], sku_rows=SKU_ROWS)
+        knn_images_sync(conn, q, k=K, model_version="other-model", brands=["b0"])  # no cells: exact
+    assert count("skus") - before["skus"] >= 2 and count("exact") - before["exact"] >= 1

@@ -39,6 +39,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from unde.errors import BadInput
+from unde.metrics import KNN_PLANS
 from unde.retrieval.cells import CELL_ROWS
 from unde.retrieval.knn_catalog import catalog_async, catalog_sync, forget
 from unde.retrieval.knn_plan import (
@@ -247,7 +248,10 @@ async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray,
     catalog = await catalog_async(owner, conn, query.model_version)
     plan = query.plan(catalog, q)
     refreshed = False
+    attempt = "first"
     while True:
+        KNN_PLANS.labels(plan.kind, attempt).inc()
+        attempt = "retry"
         hits = await _run_async(owner, conn, plan, query.model_version, q, query.brands)
         if query.done(plan, hits, catalog):
             return hits[:query.k]
@@ -279,7 +283,10 @@ def _knn_sync(owner: Any, conn: Connection[Any], q: np.ndarray, query: KnnQuery)
     catalog = catalog_sync(owner, conn, query.model_version)
     plan = query.plan(catalog, q)
     refreshed = False
+    attempt = "first"
     while True:
+        KNN_PLANS.labels(plan.kind, attempt).inc()
+        attempt = "retry"
         hits = _run_sync(conn, plan, query.model_version, q, query.brands)
         if query.done(plan, hits, catalog):
             return hits[:query.k]
