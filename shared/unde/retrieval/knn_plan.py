@@ -197,9 +197,10 @@ def search_sql(plan: SearchPlan, model_version: str, filtered: bool, part: int =
     [, brands] [, cells: that part's cells (cells, unfiltered skus plans)] [, pair_cells and
     pair_brands: `plan.pairs` (filtered skus plans)] [, unknown: `plan.unknown`].
 
-    Exact and cells statements rank in two steps: the scan yields only ``(id, distance)`` (for
-    a cells arm, an index-only scan of the covering ``sku_image_embeddings_cell_vectors``,
-    migration 0006), and the k winners are then joined to their rows. A cells statement ranks
+    Exact, cells and skus statements rank in two steps: the scan yields only ``(id, distance)``
+    and the k winners are then joined to their rows (no wide tuples through the sort). A skus
+    statement reads the SKU vectors by an index-only scan (``sku_embeddings_cell``, migration
+    0006), one descent per (cell, brand) pair when filtered. A cells statement ranks
     the rows of its cells; the first part also ranks every row not (or not validly) assigned to
     a cell and every row of the brands the cached counts do not know. They order by
     ``(embedding <=> q) + 0`` so the planner cannot swap in the (lossy) HNSW index scan.
