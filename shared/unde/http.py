@@ -180,7 +180,7 @@ def reject_nul(value: Any, field: str) -> None:
             raise BadInput(f"{field}: is not valid Unicode (a lone surrogate)", field=field) from exc
     elif isinstance(value, dict):
         for key, item in value.items():
-            shown = str(key).replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode()
+            shown = str(key).replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode() or '""'
             where = shown if field == "body" else f"{field}.{shown}"
             reject_nul(key, where)
             reject_nul(item, where)

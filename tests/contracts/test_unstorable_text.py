@@ -46,3 +46,12 @@ async def test_gateway_refuses_unstorable_mall_names(target: Target) -> None:
     response = await target.client.post("/search", headers=target.headers, json={
         "image": {"base64": "aGVsbG8="}, "user_mall": "Mall\u0000"})
     assert response.status_code == 422 and response.json()["field"] == "user_mall", response.text
+
+
+@pytest.mark.parametrize("target", ["embedder"], indirect=True)
+async def test_an_empty_key_is_named_too(target: Target) -> None:
+    """Found by the thorough fuzz run: `{"": "\\u0000"}` got a 422 naming the field ""."""
+    for body, field in ((b'{"": "\\u0000"}', '""'), (b'{"a": {"": "\\u0000"}}', 'a.""')):
+        response = await target.client.post("/embed", content=body, headers={
+            **target.headers, "content-type": "application/json"})
+        assert response.status_code == 422 and response.json()["field"] == field, response.text
