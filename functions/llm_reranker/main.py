@@ -37,7 +37,7 @@ from unde.rerank.gemini_rerank import GeminiReranker, prepare_jpeg
 from unde.rerank.offline import OfflineReranker
 from unde.response_shapes import ContextTagsResponse, RerankResponse
 from unde.runtime import Lazy, function_router
-from unde.service_client import ServiceClient
+from unde.service_client import ServiceClient, http_limits
 from unde.settings import LlmRerankerSettings, load_settings, secret_value
 from unde.vision.image_input import ImageLoader, ImageRef, read_upload
 from unde.vision.images import encode_jpeg
@@ -57,7 +57,7 @@ class Runtime:
     """This process's HTTP client, image loader and the reranker of the chosen provider."""
 
     def __init__(self, settings: LlmRerankerSettings) -> None:
-        self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
+        self.http = httpx.AsyncClient(limits=http_limits())
         self.policy = FetchPolicy.of(settings.allowed_image_hosts, settings.image_max_bytes,
                                      settings.fetch_timeout_s)
         self.loader = ImageLoader(self.http, self.policy, settings.image_max_pixels)

@@ -34,7 +34,7 @@ from unde.pipeline.photo import PhotoInput, Recognizer
 from unde.pipeline.request_log import RequestLog
 from unde.response_shapes import FeedbackResponse, RecognizeResponse
 from unde.runtime import Lazy, function_router
-from unde.service_client import ServiceClient
+from unde.service_client import ServiceClient, http_limits
 from unde.settings import OrchestratorSettings, load_settings, secret_value
 
 SERVICE = "orchestrator"
@@ -51,7 +51,7 @@ class Runtime:
         token = secret_value(settings.internal_token)
         urls = resolve_urls(secret_value(settings.production_db_url), secret_value(settings.staging_db_url),
                             settings.data_dir)
-        self.http = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
+        self.http = http or httpx.AsyncClient(limits=http_limits())
         self.gateway = ServiceClient("vision-gateway", settings.vision_gateway_url, self.http,
                                      caller=SERVICE, token=token)
         self.reranker = ServiceClient("llm-reranker", settings.llm_reranker_url, self.http,

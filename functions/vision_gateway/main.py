@@ -47,7 +47,7 @@ from unde.retrieval.sources import (
     ximilar_candidates,
 )
 from unde.runtime import Lazy, function_router
-from unde.service_client import ServiceClient
+from unde.service_client import ServiceClient, http_limits
 from unde.settings import VisionGatewaySettings, load_settings, secret_value
 from unde.vision.image_input import ImageLoader, ImageRef, read_upload
 from unde.vision.images import clamp_bbox, decode_image, encode_jpeg
@@ -71,7 +71,7 @@ if SETTINGS.search_backend == "ximilar" and not (SETTINGS.ximilar_configured
 
 async def _build_http() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(SETTINGS.fetch_timeout_s),
-                             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+                             limits=http_limits(max_keepalive=20))
 
 
 async def _build_ximilar() -> XimilarClient:

@@ -19,6 +19,19 @@ from unde.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, Upstre
 from unde.http import INTERNAL_TOKEN_HEADER
 from unde.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 
+#: How long an idle pooled connection may be reused. Below the serving side's keep-alive
+#: (functions-framework runs gunicorn + uvicorn workers: 2 s; Knative's queue-proxy and most
+#: CDNs keep longer): with httpx's default 5 s, a connection idle 2–5 s was reused just after
+#: the server had closed it and the call failed with ReadError (seen once in the 429-storm
+#: reliability scenario).
+KEEPALIVE_EXPIRY_S = 1.0
+
+
+def http_limits(max_connections: int = 100, max_keepalive: int | None = None) -> httpx.Limits:
+    """Connection pool limits for this project's outbound clients (see KEEPALIVE_EXPIRY_S)."""
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive,
+                        keepalive_expiry=KEEPALIVE_EXPIRY_S)
+
 
 class Deadline:
     """A point in time a request must be answered by; hands out per-call timeouts."""

@@ -23,6 +23,7 @@ from unde.indexing.planner import PlanReport, plan_missing
 from unde.metrics import QUEUE_DEPTH
 from unde.models.base import ImageEmbedder
 from unde.retrieval.cells import CellReport, ensure_cells
+from unde.service_client import http_limits
 from unde.settings import IndexerSettings, secret_value
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,6 @@ async def open_service(settings: IndexerSettings, embedder: ImageEmbedder | None
                                  statement_timeout_ms=settings.db_statement_timeout_ms)
     staging = await open_pool(urls.staging, name="staging", min_size=0, max_size=2,
                               statement_timeout_ms=settings.db_statement_timeout_ms)
-    limits = httpx.Limits(max_connections=settings.index_fetch_concurrency * 2,
-                          max_keepalive_connections=settings.index_fetch_concurrency * 2)
+    limits = http_limits(settings.index_fetch_concurrency * 2, settings.index_fetch_concurrency * 2)
     client = httpx.AsyncClient(timeout=settings.fetch_timeout_s, limits=limits)
     return IndexingService(settings, production, staging, client, embedder)
