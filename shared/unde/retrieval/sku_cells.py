@@ -16,7 +16,9 @@ photos as the brand has, every SKU with a valid cell (cached counts, `SkuCounts`
 brand is served by the photo cells (`unde.retrieval.cells`), which stay correct at every
 moment. The indexer upserts the SKUs it wrote photos for in the same transaction
 (`upsert_skus`), and `ensure_cells` backfills every SKU that is missing, stale or orphaned
-(`ensure_skus`), so a brand is normally complete.
+(`ensure_skus`), so a brand is normally complete. (Two consumers writing photos of one SKU at
+the same moment can each compute its mean without the other's photo; the photo count then
+disagrees, the brand falls back to the photo cells, and the next drain repairs the row.)
 """
 
 from __future__ import annotations
