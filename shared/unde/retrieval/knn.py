@@ -100,7 +100,7 @@ def _params(q: np.ndarray, brands: Sequence[str] | None, plan: SearchPlan, part:
     params: dict[str, Any] = {"q": q}
     if brands is not None:
         params["brands"] = sorted(set(brands) - set(plan.unknown))
-    if plan.kind in ("cells", "skus"):
+    if plan.in_cells:
         params["cells"] = list(plan.parts[part])
         if plan.unknown and part == 0:
             params["unknown"] = list(plan.unknown)
@@ -255,7 +255,7 @@ async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray,
         hits = await _run_async(owner, conn, plan, query.model_version, q, query.brands)
         if query.done(plan, hits, catalog):
             return hits[:query.k]
-        if plan.kind in ("cells", "skus") and not refreshed:  # stale counts or centroids: re-plan once
+        if plan.in_cells and not refreshed:  # stale counts or centroids: re-plan once
             refreshed = True
             forget_profile(owner)
             catalog = await catalog_async(owner, conn, query.model_version)
@@ -290,7 +290,7 @@ def _knn_sync(owner: Any, conn: Connection[Any], q: np.ndarray, query: KnnQuery)
         hits = _run_sync(conn, plan, query.model_version, q, query.brands)
         if query.done(plan, hits, catalog):
             return hits[:query.k]
-        if plan.kind in ("cells", "skus") and not refreshed:
+        if plan.in_cells and not refreshed:
             refreshed = True
             forget_profile(owner)
             catalog = catalog_sync(owner, conn, query.model_version)

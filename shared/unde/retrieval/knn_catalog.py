@@ -105,13 +105,15 @@ async def catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: s
     """The cached catalog of `model_version` (read on `conn` when missing or too old)."""
     profile = _profiles.setdefault(owner, _Profile())
     entry = profile.catalogs.get(model_version)
-    age = time.monotonic() - entry[0] if entry else None
-    if entry is not None and age is not None and age <= COUNTS_TTL_S:
-        return entry[1]
-    if entry is not None and age is not None and age <= STALE_LIMIT_S and isinstance(owner, AsyncConnectionPool):
-        if model_version not in profile.refreshing:
-            profile.refreshing[model_version] = asyncio.create_task(_refresh(owner, profile, model_version))
-        return entry[1]
+    if entry is not None:
+        stamp, catalog = entry
+        age = time.monotonic() - stamp
+        if age <= COUNTS_TTL_S:
+            return catalog
+        if age <= STALE_LIMIT_S and isinstance(owner, AsyncConnectionPool):
+            if model_version not in profile.refreshing:
+                profile.refreshing[model_version] = asyncio.create_task(_refresh(owner, profile, model_version))
+            return catalog
     return await _load_async(profile, conn, model_version)
 
 

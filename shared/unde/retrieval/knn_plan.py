@@ -74,6 +74,11 @@ class SearchPlan:
     def exact(self) -> bool:
         return self.kind == "exact"
 
+    @property
+    def in_cells(self) -> bool:
+        """A cells or skus plan: it probes cells chosen from the cached counts."""
+        return self.kind in ("cells", "skus")
+
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
@@ -185,7 +190,7 @@ def accept(plan: SearchPlan, rows: int, k: int, kept: int) -> bool:
     """
     if plan.kind == "exact":
         return True
-    if plan.kind in ("cells", "skus"):
+    if plan.in_cells:
         return rows >= min(k, kept)
     if plan.iterative or (plan.ef is not None and plan.ef >= MAX_EF):
         return rows >= k
