@@ -6,10 +6,12 @@ ef_construction 64) and of the search cells with the SKU vectors
 SKU's mean vector written); for brand filters keeping from one brand to all of them, the
 latency (p50/p99 client side, after warm-up searches, and a server-side EXPLAIN ANALYZE sample
 of the chosen plan, which separates the machine's load and client overhead from the query),
-the rows returned and recall@50 of `unde.retrieval.knn.knn_images` (the default SKU stage)
+the rows returned and recall@50 of `unde.retrieval.knn.knn_images` (the default: the SKU stage
+ranked in the process, `unde.retrieval.sku_memory`, then the chosen SKUs' photos in the server)
 against the exact top-50 (computed in numpy over the same float32 vectors, filter applied
-first). Baselines in the same run, on the same queries: the photo cells the SKU stage replaced
-(`use_skus=False`, split over 2 connections), the global-index design (`use_cells=False`: the
+first). Baselines in the same run, on the same queries: the SKU stage ranked by the server
+(`memory_mb=0`, the previous default), the photo cells (`use_skus=False`, split over 2
+connections), the global-index design (`use_cells=False`: the
 global HNSW with raised ef + over-fetch, escalation and an exact fallback), the naive filtered
 HNSW query at ef_search 40, and the exact scan. The exact answers are computed before the timed
 loop, so the numpy scan of 480 MB does not evict the server's caches between timed queries. The
@@ -49,7 +51,8 @@ from unde.db.embedded import embedded_base_url, ensure_database, stop_embedded, 
 from unde.db.migrate import apply_migrations
 from unde.db.pool import open_pool
 from unde.retrieval.cells import CELL_ROWS, CellReport, ensure_cells
-from unde.retrieval.knn import KnnQuery, forget_profile, knn_images, plan_for_sync, plan_statement
+from unde.retrieval.knn import KnnQuery, forget_profile, knn_images, plan_for, plan_statement
+from unde.retrieval.knn_catalog import refreshing
 from unde.retrieval.knn_plan import SearchPlan, settings_sql
 from unde.retrieval.sku_cells import SKU_ROWS
 from unde.settings import REPO_ROOT
@@ -339,8 +342,8 @@ def server_ms(conn: psycopg.Connection[Any], plan: SearchPlan, q: np.ndarray,
 
 
 def describe(plan: SearchPlan) -> str:
-    if plan.kind == "skus":
-        return f"skus ({len(plan.cells)} cells)"
+    if plan.kind in ("skus", "memory"):
+        return f"{plan.kind} ({len(plan.cells)} cells)"
     if plan.kind == "cells":
         return f"cells ({len(plan.cells)} of them)"
     if plan.kind == "global":
@@ -361,6 +364,16 @@ class Searcher:
             url, name="bench", min_size=PARALLEL + 1, max_size=PARALLEL + 1, statement_timeout_ms=60_000,
             vector=True))
 
+    def hold_matrix(self) -> float:
+        """Start the pool's SKU matrix read (a first search) and wait for it; its seconds."""
+        started = time.perf_counter()
+        self.loop.run_until_complete(plan_for(self.pool, KnnQuery(K, MODEL_VERSION, None), np.ones(DIM)))
+        self.loop.run_until_complete(asyncio.gather(*refreshing(self.pool)))
+        return time.perf_counter() - started
+
+    def plan(self, q: np.ndarray, brands: list[str] | None) -> SearchPlan:
+        return self.loop.run_until_complete(plan_for(self.pool, KnnQuery(K, MODEL_VERSION, brands), q))
+
     def timed(self, q: np.ndarray, brands: list[str] | None, **options: Any) -> tuple[float, set[int]]:
         started = time.perf_counter()
         hits = self.loop.run_until_complete(knn_images(
@@ -380,19 +393,18 @@ class Row:
     rows: int
     plan: str
     new: Series
+    skus: Series
     cells: Series
     old: Series
-    lean: Series
     server: list[float]
 
 
-#: A leaner SEARCH_SKU_ROWS, measured too: the latency/recall knob.
-LEAN_SKU_ROWS = 1_200
-#: The ways of answering measured on every query: the SKU stage (the default), photo cells
-#: over PARALLEL connections (the previous design), the global-index design, the SKU stage
-#: with LEAN_SKU_ROWS.
-WAYS: dict[str, dict[str, Any]] = {"new": {}, "cells": {"use_skus": False, "parallel": PARALLEL},
-                                   "old": {"use_cells": False}, "lean": {"sku_rows": LEAN_SKU_ROWS}}
+#: The ways of answering measured on every query: the SKU stage ranked in the process (the
+#: default), the SKU stage ranked by the server (the previous default), photo cells over
+#: PARALLEL connections (the design before), the global-index design.
+WAYS: dict[str, dict[str, Any]] = {"new": {}, "skus": {"memory_mb": 0},
+                                   "cells": {"use_skus": False, "parallel": PARALLEL, "memory_mb": 0},
+                                   "old": {"use_cells": False, "memory_mb": 0}}
 
 
 def run(quick: bool) -> dict[str, dict[str, Any]]:
@@ -416,6 +428,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
         register_vector(conn)
         prewarm_s = prewarm(conn, catalog)
         forget_profile(conn)
+        matrix_s = searcher.hold_matrix()
         for options in WAYS.values():  # steady state: the pool's cached counts, prepared statements
             for _ in range(3):
                 searcher.timed(queries[0], None, **options)
@@ -424,7 +437,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             available = catalog.rows if mask is None else int(mask.sum())
             expected = min(K, available)
             truths = [set(exact_top(catalog, q, mask, K).tolist()) for q in queries]
-            first = plan_for_sync(conn, KnnQuery(K, MODEL_VERSION, brands), queries[0])
+            first = searcher.plan(queries[0], brands)
             row = Row(name, available, describe(first), _series(), _series(), _series(), _series(), [])
             for i, (q, truth) in enumerate(zip(queries, truths, strict=True)):
                 for way, options in WAYS.items():
@@ -432,7 +445,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
                     getattr(row, way).add(ms, got, truth, expected)
                     totals[way].add(ms, got, truth, expected)
                 if i < n_explain:
-                    plan = plan_for_sync(conn, KnnQuery(K, MODEL_VERSION, brands), q)
+                    plan = searcher.plan(q, brands)
                     row.server.append(server_ms(conn, plan, q, brands))
                     ids = set(_naive(conn, q, brands, 40))
                     naive_rows.append(len(ids))
@@ -446,37 +459,40 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             exact_ms.append((time.perf_counter() - started) * 1000)
     searcher.close()
     load_after = os.getloadavg()
-    new, cells, old, lean = totals["new"], totals["cells"], totals["old"], totals["lean"]
+    new, skus, cells, old = totals["new"], totals["skus"], totals["cells"], totals["old"]
 
     print(f"\npgvector: {catalog.rows} rows × {DIM}; rows loaded in {build.load_s:.1f}s, search cells "
           f"trained + assigned and SKU vectors written in {build.cells_s:.1f}s, global HNSW m16/efc64 built in "
           f"{build.hnsw_s:.1f}s ({'cached' if build.reused else 'built now'}); prewarm {prewarm_s:.1f}s; "
           f"{n_queries} queries per filter, sku_rows {SKU_ROWS}, cell_rows {CELL_ROWS}; machine load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} cores)")
-    print(f"(SKU stage: the default; photo cells: the previous design, over {PARALLEL} connections; old: the "
-          "global-index design — global HNSW, raised ef + over-fetch, exact fallback; srv: the default plan's "
-          "statement inside the server)")
+    print(f"(default: the SKU stage ranked in the process, SKU matrix read in {matrix_s:.1f}s; skus: the SKU "
+          f"stage ranked by the server, the previous default; photo cells: the design before, over {PARALLEL} "
+          "connections; old: the global-index design — global HNSW, raised ef + over-fetch, exact fallback; "
+          "srv: the default plan's statement inside the server)")
     print(f"{'filter':<26}{'rows':>7} {'plan':<17}{'p50':>7}{'p99':>7}{'srv p50':>8}{'recall':>8}{'worst':>7}"
-          f"{'cells50':>8}{'cells99':>8}{'cellrec':>8}{'old p50':>8}{'old p99':>8}{'old rec':>8}")
+          f"{'skus50':>8}{'skus99':>8}{'skusrec':>8}{'cells50':>8}{'cells99':>8}{'old p50':>8}{'old p99':>8}"
+          f"{'old rec':>8}")
     for r in table:
         print(f"{r.name:<26}{r.rows:>7} {r.plan:<17}{_percentile(r.new.latency_ms, 50):>7.2f}"
               f"{_percentile(r.new.latency_ms, 99):>7.2f}{_percentile(r.server, 50):>8.2f}"
               f"{np.mean(r.new.recall):>8.3f}{min(r.new.recall):>7.2f}"
+              f"{_percentile(r.skus.latency_ms, 50):>8.2f}{_percentile(r.skus.latency_ms, 99):>8.2f}"
+              f"{np.mean(r.skus.recall):>8.3f}"
               f"{_percentile(r.cells.latency_ms, 50):>8.2f}{_percentile(r.cells.latency_ms, 99):>8.2f}"
-              f"{np.mean(r.cells.recall):>8.3f}"
               f"{_percentile(r.old.latency_ms, 50):>8.2f}{_percentile(r.old.latency_ms, 99):>8.2f}"
               f"{np.mean(r.old.recall):>8.3f}")
     print(f"photo cells ({PARALLEL} connections): p50 {_percentile(cells.latency_ms, 50):.2f} ms, "
           f"p99 {_percentile(cells.latency_ms, 99):.2f} ms, recall {np.mean(cells.recall):.3f}, worst filter "
           f"{min(float(np.mean(r.cells.recall)) for r in table):.3f}")
-    print(f"sku_rows {LEAN_SKU_ROWS}: p50 {_percentile(lean.latency_ms, 50):.2f} ms, "
-          f"p99 {_percentile(lean.latency_ms, 99):.2f} ms, recall {np.mean(lean.recall):.3f}, worst filter "
-          f"{min(float(np.mean(r.lean.recall)) for r in table):.3f}")
+    print(f"SKU stage in the server: p50 {_percentile(skus.latency_ms, 50):.2f} ms, "
+          f"p99 {_percentile(skus.latency_ms, 99):.2f} ms, recall {np.mean(skus.recall):.3f}, worst filter "
+          f"{min(float(np.mean(r.skus.recall)) for r in table):.3f}")
     print(f"naive filtered HNSW ef 40: rows {np.mean(naive_rows):.1f}/50 on average, "
           f"recall {np.mean(naive_recall):.3f}; exact scan, all rows: {np.mean(exact_ms):.0f} ms")
     print(f"server-side (EXPLAIN ANALYZE, planning + execution) of the chosen plans: "
           f"p50 {_percentile(server, 50):.2f} ms, p99 {_percentile(server, 99):.2f} ms")
-    previous = "photo cells over 2 connections (previous design), same run"
+    previous = "SKU stage ranked by the server (previous default), same run"
     worst = min(table, key=lambda r: float(np.mean(r.new.recall)))
     global_design = "global-index design (global HNSW, raised ef + over-fetch, exact fallback), same run"
     return {
@@ -490,22 +506,19 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
                                    "baseline": "global HNSW build", "baseline_value": round(build.hnsw_s, 1)},
         "pgvector_filtered_top50_p50_ms": {
             "value": round(_percentile(new.latency_ms, 50), 2), "unit": "ms", "baseline": previous,
-            "baseline_value": round(_percentile(cells.latency_ms, 50), 2)},
+            "baseline_value": round(_percentile(skus.latency_ms, 50), 2)},
         "pgvector_filtered_top50_p99_ms": {
             "value": round(_percentile(new.latency_ms, 99), 2), "unit": "ms", "baseline": previous,
-            "baseline_value": round(_percentile(cells.latency_ms, 99), 2)},
+            "baseline_value": round(_percentile(skus.latency_ms, 99), 2)},
+        "pgvector_filtered_top50_p99_ms_photo_cells": {
+            "value": round(_percentile(cells.latency_ms, 99), 2),
+            "unit": f"ms (photo cells over {PARALLEL} connections)",
+            "baseline": "default, same run", "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
+        "pgvector_sku_memory_load_s": {
+            "value": round(matrix_s, 2), "unit": "s (reading 47,000 SKU vectors into the process)"},
         "pgvector_filtered_top50_p99_ms_global_design": {
             "value": round(_percentile(old.latency_ms, 99), 2), "unit": "ms (global-index design)",
-            "baseline": "SKU stage, same run", "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
-        f"pgvector_filtered_top50_p99_ms_sku_rows_{LEAN_SKU_ROWS}": {
-            "value": round(_percentile(lean.latency_ms, 99), 2), "unit": f"ms (SEARCH_SKU_ROWS {LEAN_SKU_ROWS})",
-            "baseline": f"SEARCH_SKU_ROWS {SKU_ROWS}, same run",
-            "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
-        f"pgvector_filtered_top50_recall_worst_filter_sku_rows_{LEAN_SKU_ROWS}": {
-            "value": round(min(float(np.mean(r.lean.recall)) for r in table), 4),
-            "unit": f"recall@50, worst filter (SEARCH_SKU_ROWS {LEAN_SKU_ROWS})",
-            "baseline": f"SEARCH_SKU_ROWS {SKU_ROWS}, same run",
-            "baseline_value": round(float(np.mean(worst.new.recall)), 4)},
+            "baseline": "default, same run", "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
         "pgvector_filtered_top50_server_p50_ms": {
             "value": round(_percentile(server, 50), 2), "unit": "ms (EXPLAIN ANALYZE sample)",
             "baseline": "exact scan, all rows", "baseline_value": round(float(np.mean(exact_ms)), 1)},
@@ -514,10 +527,10 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             "baseline": "exact scan, all rows", "baseline_value": round(float(np.mean(exact_ms)), 1)},
         "pgvector_filtered_top50_recall": {
             "value": round(float(np.mean(new.recall)), 4), "unit": "recall@50", "baseline": previous,
-            "baseline_value": round(float(np.mean(cells.recall)), 4)},
+            "baseline_value": round(float(np.mean(skus.recall)), 4)},
         "pgvector_filtered_top50_recall_worst_filter": {
             "value": round(float(np.mean(worst.new.recall)), 4), "unit": f"recall@50 ({worst.name})",
-            "baseline": previous, "baseline_value": round(float(np.mean(worst.cells.recall)), 4)},
+            "baseline": previous, "baseline_value": round(float(np.mean(worst.skus.recall)), 4)},
         "pgvector_filtered_top50_recall_global_design": {
             "value": round(float(np.mean(old.recall)), 4), "unit": "recall@50 (global-index design)",
             "baseline": global_design, "baseline_value": round(float(np.mean(old.recall)), 4)},

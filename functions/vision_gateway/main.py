@@ -121,7 +121,8 @@ async def _build_retrieval() -> DualRetrieval:
                                          ef_search=SETTINGS.hnsw_ef_search,
                                          cell_rows=SETTINGS.search_cell_rows,
                                          parallel=SETTINGS.search_parallel,
-                                         sku_rows=SETTINGS.search_sku_rows)
+                                         sku_rows=SETTINGS.search_sku_rows,
+                                         sku_memory_mb=SETTINGS.search_sku_memory_mb)
 
     async def ximilar(image: bytes, k: int, brands: Sequence[str] | None) -> XimilarHits:
         return await ximilar_candidates(await XIMILAR.get(), image, k, brands,

@@ -33,8 +33,10 @@ QUEUE_DEPTH = Gauge("unde_index_queue_depth", "Indexing jobs ready to run")
 IMAGES_INDEXED = Counter("unde_images_indexed_total", "Catalog images embedded and stored",
                          ["model_version"])
 KNN_PLANS = Counter(
-    "unde_knn_plans_total", "Catalog kNN statements run, by plan kind (skus, cells, exact, global) and "
+    "unde_knn_plans_total", "Catalog kNN statements run, by plan kind (memory, skus, cells, exact, global) and "
     "whether it was the first plan of the search or a re-plan/fallback", ["kind", "attempt"])
+MEMORY_SKUS = Gauge("unde_knn_memory_skus", "SKU vectors this process holds in memory for the kNN "
+                    "SKU stage (0: the server ranks them)", ["model_version"])
 INFERENCE_SECONDS = Histogram(
     "unde_model_inference_seconds", "Model inference time", ["model_version", "mode"],
     buckets=LATENCY_BUCKETS)

@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from unde.db.embedded import with_database
 from unde.db.pool import open_pool
 from unde.retrieval.cells import CellReport, ensure_cells
+from unde.retrieval.knn_catalog import refreshing
 
 MODEL = "test-model-v1"
 N_SKUS, PHOTOS, N_BRANDS, DIM = 500, 5, 8, 512
@@ -169,4 +170,5 @@ def knn_clone_url(pg_admin_url: str, loaded_url: str) -> Iterator[str]:
 async def pool(loaded_url: str) -> AsyncIterator[AsyncConnectionPool]:
     pool = await open_pool(loaded_url, name="test", min_size=1, max_size=2, vector=True)
     yield pool
+    await asyncio.gather(*refreshing(pool), return_exceptions=True)  # background reads end first
     await pool.close()

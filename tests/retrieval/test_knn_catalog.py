@@ -24,8 +24,8 @@ async def test_an_expired_cache_answers_at_once_and_refreshes_in_the_background(
         q = queries(catalog, 1, seed=61)[0]
 
         async def search() -> list[Any]:
-            return await asyncio.wait_for(knn_images(pool, q, k=K, model_version=MODEL, brands=["b0", "b2"]),
-                                          timeout=30)
+            return await asyncio.wait_for(knn_images(pool, q, k=K, model_version=MODEL, brands=["b0", "b2"],
+                                                     memory_mb=0), timeout=30)
 
         first = await search()
         gate, started = asyncio.Event(), asyncio.Event()

@@ -12,7 +12,9 @@ brand: at 235K × 512 (bench/pgvector.py) the naive query returns ~26 of 50 rows
 How this module answers: by default in two stages over the model version's IVF cells — the
 filter's SKU vectors (`unde.retrieval.sku_cells`: the mean of each SKU's photos) in the cells
 nearest to the query, then every photo of the best 3·k of those SKUs ranked by true distance;
-never short, recall@50 ≈ 0.995 from one brand to all of them. A brand whose SKU vectors lag
+never short, recall@50 ≈ 0.995 from one brand to all of them. On a pool the first stage runs
+in this process once it holds the SKU vectors (`unde.retrieval.sku_memory`), and the server
+only ranks the chosen SKUs' photos. A brand whose SKU vectors lag
 behind its photos is served by the photo cells (`unde.retrieval.cells`: the filter's photos in
 the nearest cells, ranked by true distance); filters keeping few rows are scanned exactly;
 before a model version has cells, the global HNSW index serves (iterative scans on pgvector ≥
@@ -41,7 +43,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from unde.errors import BadInput
 from unde.metrics import KNN_PLANS
 from unde.retrieval.cells import CELL_ROWS
-from unde.retrieval.knn_catalog import catalog_async, catalog_sync, forget
+from unde.retrieval.knn_catalog import catalog_async, catalog_sync, expire, forget
 from unde.retrieval.knn_plan import (
     MAX_EF,
     Catalog,
@@ -53,6 +55,7 @@ from unde.retrieval.knn_plan import (
     settings_sql,
 )
 from unde.retrieval.sku_cells import SKU_ROWS
+from unde.retrieval.sku_memory import SKU_MEMORY_MB
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,9 @@ def _params(q: np.ndarray, brands: Sequence[str] | None, plan: SearchPlan, part:
     if plan.kind == "skus" and brands is not None:
         params["pair_cells"] = [cell for cell, _ in plan.pairs]
         params["pair_brands"] = [brand for _, brand in plan.pairs]
+    if plan.kind == "memory":
+        params["sku_brands"] = [brand for brand, _ in plan.chosen]
+        params["sku_ids"] = [sku_id for _, sku_id in plan.chosen]
     return params
 
 
@@ -124,7 +130,7 @@ def _statement(plan_shape: SearchPlan, model_version: str, filtered: bool, part:
 
 
 def _sql(plan: SearchPlan, model_version: str, filtered: bool, part: int) -> str:
-    shape = replace(plan, cells=(), groups=(), pairs=(), unknown=("?",) if plan.unknown else ())
+    shape = replace(plan, cells=(), groups=(), pairs=(), chosen=(), unknown=("?",) if plan.unknown else ())
     return _statement(shape, model_version, filtered, part)
 
 
@@ -196,11 +202,12 @@ class KnnQuery:
     parallel: int = 1
     sku_rows: int = SKU_ROWS
     use_skus: bool = True
+    memory_mb: float = SKU_MEMORY_MB
 
     def plan(self, catalog: Catalog, q: np.ndarray) -> SearchPlan:
         return plan_search(self.k, catalog, self.brands, q, self.ef_search,
                            cell_rows=self.cell_rows, use_cells=self.use_cells, parallel=self.parallel,
-                           sku_rows=self.sku_rows, use_skus=self.use_skus)
+                           sku_rows=self.sku_rows, use_skus=self.use_skus, use_memory=self.memory_mb > 0)
 
     def done(self, plan: SearchPlan, hits: Sequence[ImageHit], catalog: Catalog) -> bool:
         return accept(plan, len(hits), self.k, catalog.kept(self.brands))
@@ -221,7 +228,7 @@ async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, v
                      k: int, model_version: str, brands: Sequence[str] | None,
                      ef_search: int = 200, cell_rows: int = CELL_ROWS,
                      use_cells: bool = True, parallel: int = 1, sku_rows: int = SKU_ROWS,
-                     use_skus: bool = True) -> list[ImageHit]:
+                     use_skus: bool = True, memory_mb: float = SKU_MEMORY_MB) -> list[ImageHit]:
     """The true top-k catalog photos nearest to `vector` among `brands` (None = all brands).
 
     The pool's connections need pgvector registered (`open_pool(..., vector=True)`).
@@ -230,10 +237,12 @@ async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, v
     of the global HNSW search's ef; `use_cells=False` ignores the cells (the global-index
     design, kept as the benchmark's baseline); `parallel`: with a pool, a cells plan's scan is
     split over that many connections at once (size the pool for it); `sku_rows`: SKU vectors a
-    skus plan ranks; `use_skus=False` ranks photos in the cells instead (the previous design).
+    skus plan ranks; `use_skus=False` ranks photos in the cells instead (the previous design);
+    `memory_mb`: with a pool, the SKU vectors are held and ranked in this process when they fit
+    (`unde.retrieval.sku_memory`; 0: the server ranks them).
     """
     query = KnnQuery(k, model_version, brands, ef_search, cell_rows, use_cells, max(1, parallel),
-                     sku_rows, use_skus)
+                     sku_rows, use_skus, memory_mb)
     q = _start(query, vector)
     if q is None:
         return []
@@ -245,7 +254,7 @@ async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, v
 
 async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray,
                      query: KnnQuery) -> list[ImageHit]:
-    catalog = await catalog_async(owner, conn, query.model_version)
+    catalog = await catalog_async(owner, conn, query.model_version, query.memory_mb)
     plan = query.plan(catalog, q)
     refreshed = False
     attempt = "first"
@@ -257,8 +266,8 @@ async def _knn_async(owner: Any, conn: AsyncConnection[Any], q: np.ndarray,
             return hits[:query.k]
         if plan.in_cells and not refreshed:  # stale counts or centroids: re-plan once
             refreshed = True
-            forget_profile(owner)
-            catalog = await catalog_async(owner, conn, query.model_version)
+            expire(owner, query.model_version)
+            catalog = await catalog_async(owner, conn, query.model_version, query.memory_mb)
             plan = query.plan(catalog, q)
             continue
         plan = fallback(plan, query.k)
@@ -269,7 +278,7 @@ def knn_images_sync(conn_or_pool: Connection[Any] | ConnectionPool, vector: Any,
                     cell_rows: int = CELL_ROWS, use_cells: bool = True, sku_rows: int = SKU_ROWS,
                     use_skus: bool = True) -> list[ImageHit]:
     """Blocking twin of `knn_images` (benchmarks, CLI); same plan, same guarantees."""
-    query = KnnQuery(k, model_version, brands, ef_search, cell_rows, use_cells, 1, sku_rows, use_skus)
+    query = KnnQuery(k, model_version, brands, ef_search, cell_rows, use_cells, 1, sku_rows, use_skus, 0)
     q = _start(query, vector)
     if q is None:
         return []
@@ -292,7 +301,7 @@ def _knn_sync(owner: Any, conn: Connection[Any], q: np.ndarray, query: KnnQuery)
             return hits[:query.k]
         if plan.in_cells and not refreshed:
             refreshed = True
-            forget_profile(owner)
+            expire(owner, query.model_version)
             catalog = catalog_sync(owner, conn, query.model_version)
             plan = query.plan(catalog, q)
             continue
@@ -302,6 +311,13 @@ def _knn_sync(owner: Any, conn: Connection[Any], q: np.ndarray, query: KnnQuery)
 def plan_for_sync(conn: Connection[Any], query: KnnQuery, vector: Any) -> SearchPlan:
     """The first plan `knn_images_sync(conn, ...)` would run for `query` (diagnostics, bench)."""
     return query.plan(catalog_sync(conn, conn, query.model_version), query_vector(vector))
+
+
+async def plan_for(pool: AsyncConnectionPool, query: KnnQuery, vector: Any) -> SearchPlan:
+    """The first plan `knn_images(pool, ...)` would run for `query` now (diagnostics, bench)."""
+    async with pool.connection() as conn:
+        catalog = await catalog_async(pool, conn, query.model_version, query.memory_mb)
+    return query.plan(catalog, query_vector(vector))
 
 
 def plan_statement(plan: SearchPlan, model_version: str, vector: Any, brands: Sequence[str] | None,

@@ -6,7 +6,11 @@ On an async pool the cache is refreshed in the background once it expires: the r
 finds it stale is answered from it while one task reads the new counts on another pool
 connection (stale-while-revalidate), so no search waits for a refresh. A cache older than
 `STALE_LIMIT_S` is never served (an idle pod reloads inline). Results stay correct with stale
-counts: a result shorter than the counts promise re-reads them (`forget`) and re-plans.
+counts: a result shorter than the counts promise re-reads them (`expire`) and re-plans.
+
+On a pool the model version's SKU vectors are also held in memory (`unde.retrieval.sku_memory`)
+when they fit in the `memory_mb` the caller allows: read by a background task whenever the
+counts bring a new SKU signature (or the matrix grew old), and served only while they match it.
 """
 
 from __future__ import annotations
@@ -15,16 +19,18 @@ import asyncio
 import logging
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from psycopg import AsyncConnection, Connection
 from psycopg_pool import AsyncConnectionPool
 
+from unde.metrics import MEMORY_SKUS
 from unde.retrieval.cells import CELL_COUNTS_SQL, CENTROIDS_SQL, CellStats, as_array, stats_from_rows
 from unde.retrieval.knn_plan import GLOBAL_INDEX, GLOBAL_SQL, INDEX_ROWS_SQL, VERSION_SQL, Catalog, parse_version
 from unde.retrieval.sku_cells import SKU_COUNTS_SQL, SkuCounts, sku_counts
+from unde.retrieval.sku_memory import MATRIX_MAX_AGE_S, SkuMatrix, load_matrix, matrix_bytes
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +45,25 @@ class _Profile:
     version: tuple[int, ...] | None = None
     catalogs: dict[str, tuple[float, Catalog]] = field(default_factory=dict)
     refreshing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    matrices: dict[str, SkuMatrix] = field(default_factory=dict)
+    loading: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
 
 _profiles: weakref.WeakKeyDictionary[Any, _Profile] = weakref.WeakKeyDictionary()
 
 
 def forget(owner: Any) -> None:
-    """Drop the cached version, counts and centroids of `owner` (a pool or a connection)."""
+    """Drop the cached version, counts, centroids and SKU matrices of `owner` (a pool or a
+    connection)."""
     _profiles.pop(owner, None)
+
+
+def expire(owner: Any, model_version: str) -> None:
+    """Make the next search re-read the model version's counts (the SKU matrix is kept: the
+    new counts decide whether it still serves)."""
+    profile = _profiles.get(owner)
+    if profile is not None:
+        profile.catalogs.pop(model_version, None)
 
 
 def _make(profile: _Profile, model_version: str, counts_rows: list[tuple[Any, ...]], index_rows: int,
@@ -60,7 +77,8 @@ def _make(profile: _Profile, model_version: str, counts_rows: list[tuple[Any, ..
         centroids = np.stack([as_array(r[1]) for r in centroid_rows])
         cells = stats_from_rows(centroids, ((b, c, n) for b, c, n in counts_rows))
         skus = sku_counts(centroids, ((b, c, n, int(p)) for b, c, n, p in sku_rows))
-    catalog = Catalog(profile.version or (0,), counts, index_rows, global_index, cells, skus)
+    catalog = Catalog(profile.version or (0,), counts, index_rows, global_index, cells, skus,
+                      profile.matrices.get(model_version))
     profile.catalogs[model_version] = (time.monotonic(), catalog)
     return catalog
 
@@ -91,18 +109,60 @@ def _load_sync(profile: _Profile, conn: Connection[Any], model_version: str) -> 
                  bool(global_index and global_index[0]), centroids, skus)
 
 
-async def _refresh(owner: AsyncConnectionPool, profile: _Profile, model_version: str) -> None:
+async def _refresh(owner: AsyncConnectionPool, profile: _Profile, model_version: str, memory_mb: float) -> None:
     try:
         async with owner.connection() as conn:
-            await _load_async(profile, conn, model_version)
+            catalog = await _load_async(profile, conn, model_version)
+        _keep_matrix(owner, profile, model_version, catalog, memory_mb)
     except Exception:  # the stale counts keep serving; the next request retries
         log.warning("refreshing the kNN counts of %s failed", model_version, exc_info=True)
     finally:
         profile.refreshing.pop(model_version, None)
 
 
-async def catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: str) -> Catalog:
-    """The cached catalog of `model_version` (read on `conn` when missing or too old)."""
+async def _load_matrix(owner: AsyncConnectionPool, profile: _Profile, model_version: str,
+                       skus: SkuCounts) -> None:
+    started = time.perf_counter()
+    try:
+        async with owner.connection() as conn:
+            matrix = await load_matrix(conn, model_version, len(skus.cells.centroids),
+                                       skus.cells.centroids.shape[1], skus.signature)
+        profile.matrices[model_version] = matrix
+        entry = profile.catalogs.get(model_version)
+        if entry is not None:  # searches see it at once (memory_ready checks the signature)
+            profile.catalogs[model_version] = (entry[0], replace(entry[1], memory=matrix))
+        MEMORY_SKUS.labels(model_version).set(len(matrix.vectors))
+        log.info("holding %d SKU vectors of %s in memory (%.0f MB), read in %.2f s", len(matrix.vectors),
+                 model_version, matrix.nbytes / 2**20, time.perf_counter() - started)
+    except Exception:  # searches keep the server-side SKU stage; the next count refresh retries
+        log.warning("reading the SKU vectors of %s into memory failed", model_version, exc_info=True)
+    finally:
+        profile.loading.pop(model_version, None)
+
+
+def _keep_matrix(owner: AsyncConnectionPool, profile: _Profile, model_version: str, catalog: Catalog,
+                 memory_mb: float) -> None:
+    """Start reading the SKU matrix when the catalog's SKU counts are newer than the one held
+    (or it is old) and it fits in `memory_mb`; drop the one held when it no longer fits."""
+    skus = catalog.skus
+    if memory_mb <= 0 or skus is None or model_version in profile.loading:
+        return
+    held = profile.matrices.get(model_version)
+    if held is not None and held.signature == skus.signature and time.monotonic() - held.loaded_at < MATRIX_MAX_AGE_S:
+        return
+    rows = sum(int(per_cell.sum()) for per_cell in skus.cells.per_brand.values())
+    if matrix_bytes(rows, skus.cells.centroids.shape[1]) > memory_mb * 2**20:
+        if profile.matrices.pop(model_version, None) is not None:
+            MEMORY_SKUS.labels(model_version).set(0)
+        log.info("%d SKU vectors of %s exceed the %.1f MB allowed in memory: the server ranks them",
+                 rows, model_version, memory_mb)
+        return
+    profile.loading[model_version] = asyncio.create_task(_load_matrix(owner, profile, model_version, skus))
+
+
+async def catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: str, memory_mb: float = 0) -> Catalog:
+    """The cached catalog of `model_version` (read on `conn` when missing or too old). On a
+    pool, `memory_mb` > 0 lets the model version's SKU vectors be held in memory."""
     profile = _profiles.setdefault(owner, _Profile())
     entry = profile.catalogs.get(model_version)
     if entry is not None:
@@ -112,9 +172,13 @@ async def catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: s
             return catalog
         if age <= STALE_LIMIT_S and isinstance(owner, AsyncConnectionPool):
             if model_version not in profile.refreshing:
-                profile.refreshing[model_version] = asyncio.create_task(_refresh(owner, profile, model_version))
+                profile.refreshing[model_version] = asyncio.create_task(
+                    _refresh(owner, profile, model_version, memory_mb))
             return catalog
-    return await _load_async(profile, conn, model_version)
+    catalog = await _load_async(profile, conn, model_version)
+    if isinstance(owner, AsyncConnectionPool):
+        _keep_matrix(owner, profile, model_version, catalog, memory_mb)
+    return catalog
 
 
 def catalog_sync(owner: Any, conn: Connection[Any], model_version: str) -> Catalog:
@@ -127,6 +191,6 @@ def catalog_sync(owner: Any, conn: Connection[Any], model_version: str) -> Catal
 
 
 def refreshing(owner: Any) -> list[asyncio.Task[None]]:
-    """Background refreshes running for `owner` (tests, shutdown)."""
+    """Background count refreshes and SKU matrix reads running for `owner` (tests, shutdown)."""
     profile = _profiles.get(owner)
-    return list(profile.refreshing.values()) if profile else []
+    return [*profile.refreshing.values(), *profile.loading.values()] if profile else []

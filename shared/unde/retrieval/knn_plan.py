@@ -9,6 +9,9 @@ Four kinds of plan (see `unde.retrieval.knn`, `unde.retrieval.cells` and
 * ``skus`` — the filter's SKU vectors in the cells nearest to the query, ranked by distance;
   every photo of the best ``candidates`` SKUs ranked by true distance. The default once the
   model version has cells and the SKU vectors cover every photo of the filter's brands.
+* ``memory`` — a skus plan whose SKU stage ran in this process (`unde.retrieval.sku_memory`):
+  the statement ranks only the photos of the chosen SKUs. The default once the process holds
+  the model version's SKU vectors and they cover every photo of the filter's brands.
 * ``cells`` — the filter's photos in the cells nearest to the query, ranked by true distance,
   plus every photo not yet assigned to a cell. When the SKU vectors are incomplete.
 * ``global`` — the global HNSW index with the filter applied after it: only before the model
@@ -19,7 +22,7 @@ Four kinds of plan (see `unde.retrieval.knn`, `unde.retrieval.cells` and
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -28,6 +31,7 @@ from psycopg import sql
 
 from unde.retrieval.cells import CELL_ROWS, CellStats
 from unde.retrieval.sku_cells import CANDIDATES_PER_K, SKU_ROWS, SkuCounts
+from unde.retrieval.sku_memory import SkuMatrix
 
 #: The global HNSW path over-fetches: ef ≥ k × OVERFETCH / (share of rows the filter keeps).
 OVERFETCH = 8.0
@@ -41,7 +45,7 @@ MAX_SCAN_TUPLES = 50_000
 GLOBAL_INDEX = "sku_image_embeddings_hnsw"
 
 _COLUMNS = "id, brand, sku_id, image_url, image_rank, metadata"
-PlanKind = Literal["exact", "global", "cells", "skus"]
+PlanKind = Literal["exact", "global", "cells", "skus", "memory"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,8 @@ class SearchPlan:
     `unknown` the filter's brands the cached counts do not know (scanned exactly); `n_cells`
     the model version's cell count (rows with a cell outside 0…n−1 are scanned too);
     `candidates` (skus plans) the SKUs whose photos are ranked; `pairs` (filtered skus plans)
-    the (cell, brand) pairs of the probed cells and the filter's brands that hold SKUs."""
+    the (cell, brand) pairs of the probed cells and the filter's brands that hold SKUs; `chosen`
+    (memory plans) the (brand, sku_id) of the SKUs whose photos are ranked."""
 
     kind: PlanKind
     limit: int
@@ -64,6 +69,7 @@ class SearchPlan:
     n_cells: int = 0
     candidates: int = 0
     pairs: tuple[tuple[int, str], ...] = ()
+    chosen: tuple[tuple[str, str], ...] = ()
 
     @property
     def parts(self) -> tuple[tuple[int, ...], ...]:
@@ -76,15 +82,16 @@ class SearchPlan:
 
     @property
     def in_cells(self) -> bool:
-        """A cells or skus plan: it probes cells chosen from the cached counts."""
-        return self.kind in ("cells", "skus")
+        """A cells, skus or memory plan: it probes cells chosen from the cached counts."""
+        return self.kind in ("cells", "skus", "memory")
 
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
     """What the planner knows: pgvector version, the model version's rows per brand, rows in
     the global HNSW index (every model version), whether that index is valid, the model
-    version's cells (None before training) and its SKU vectors per cell."""
+    version's cells (None before training), its SKU vectors per cell, and the SKU vectors this
+    process holds (None until loaded)."""
 
     version: tuple[int, ...]
     counts: Mapping[str, int]
@@ -92,6 +99,11 @@ class Catalog:
     global_index: bool
     cells: CellStats | None = None
     skus: SkuCounts | None = None
+    memory: SkuMatrix | None = None
+
+    def known(self, brands: Sequence[str] | None) -> Iterable[str]:
+        """The filter's brands the counts know (every brand when unfiltered)."""
+        return self.counts.keys() if brands is None else set(brands) & self.counts.keys()
 
     def kept(self, brands: Sequence[str] | None) -> int:
         wanted = self.counts if brands is None else set(brands)
@@ -99,10 +111,13 @@ class Catalog:
 
     def skus_ready(self, brands: Sequence[str] | None) -> bool:
         """Do the SKU vectors cover every photo of the filter's (known) brands?"""
-        if self.skus is None:
-            return False
-        known = self.counts.keys() if brands is None else set(brands) & self.counts.keys()
-        return self.skus.complete(known, self.counts)
+        return self.skus is not None and self.skus.complete(self.known(brands), self.counts)
+
+    def memory_ready(self, brands: Sequence[str] | None) -> bool:
+        """Does this process hold the SKU vectors the cached SKU counts describe, covering every
+        photo of the filter's brands?"""
+        return (self.memory is not None and self.skus is not None and self.memory.signature == self.skus.signature
+                and self.memory.complete(self.known(brands), self.counts))
 
 
 VERSION_SQL = "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
@@ -150,7 +165,8 @@ def split_cells(cells: Sequence[int], rows: np.ndarray, parts: int) -> tuple[tup
 
 def plan_search(k: int, catalog: Catalog, brands: Sequence[str] | None, q: np.ndarray,
                 ef_search: int, *, cell_rows: int = CELL_ROWS, use_cells: bool = True,
-                parallel: int = 1, sku_rows: int = SKU_ROWS, use_skus: bool = True) -> SearchPlan:
+                parallel: int = 1, sku_rows: int = SKU_ROWS, use_skus: bool = True,
+                use_memory: bool = True) -> SearchPlan:
     """The plan for this filter and query (see the module docstring). `parallel`: how many
     connections a cells plan may spread its scan over."""
     kept = catalog.kept(brands)
@@ -159,6 +175,10 @@ def plan_search(k: int, catalog: Catalog, brands: Sequence[str] | None, q: np.nd
         unknown = () if brands is None else tuple(sorted(set(brands) - set(catalog.counts)))
         if use_skus and catalog.skus is not None and catalog.skus_ready(brands):
             probed = catalog.skus.probe(q, brands, max(sku_rows, k))
+            if use_memory and catalog.memory is not None and catalog.memory_ready(brands):
+                return SearchPlan("memory", limit=k, cells=probed, unknown=unknown, n_cells=len(stats.centroids),
+                                  candidates=CANDIDATES_PER_K * k,
+                                  chosen=catalog.memory.candidates(q, probed, brands, CANDIDATES_PER_K * k))
             return SearchPlan("skus", limit=k, cells=probed, unknown=unknown, n_cells=len(stats.centroids),
                               candidates=CANDIDATES_PER_K * k,
                               pairs=() if brands is None else catalog.skus.pairs(probed, brands))
@@ -200,12 +220,14 @@ def accept(plan: SearchPlan, rows: int, k: int, kept: int) -> bool:
 def search_sql(plan: SearchPlan, model_version: str, filtered: bool, part: int = 0) -> sql.Composed:
     """The statement of a plan (of one of its `parts` for a cells plan). Parameters: q
     [, brands] [, cells: that part's cells (cells, unfiltered skus plans)] [, pair_cells and
-    pair_brands: `plan.pairs` (filtered skus plans)] [, unknown: `plan.unknown`].
+    pair_brands: `plan.pairs` (filtered skus plans)] [, sku_brands and sku_ids: `plan.chosen`
+    (memory plans)] [, unknown: `plan.unknown`].
 
     Exact, cells and skus statements rank in two steps: the scan yields only ``(id, distance)``
     and the k winners are then joined to their rows (no wide tuples through the sort). A skus
     statement reads the SKU vectors by an index-only scan (``sku_embeddings_cell``, migration
-    0006), one descent per (cell, brand) pair when filtered. A cells statement ranks
+    0006), one descent per (cell, brand) pair when filtered; a memory statement starts from the
+    SKUs the process chose. A cells statement ranks
     the rows of its cells; the first part also ranks every row not (or not validly) assigned to
     a cell and every row of the brands the cached counts do not know. They order by
     ``(embedding <=> q) + 0`` so the planner cannot swap in the (lossy) HNSW index scan.
@@ -222,7 +244,7 @@ def search_sql(plan: SearchPlan, model_version: str, filtered: bool, part: int =
         return inner
     arm = sql.SQL("SELECT id, (embedding <=> %(q)s) + 0 AS distance FROM sku_image_embeddings "
                   "WHERE {where}{cond}")
-    if plan.kind == "skus":
+    if plan.kind in ("skus", "memory"):
         return _skus_sql(plan, model_version, arm.format(where=where, cond=sql.SQL(" AND brand = ANY(%(unknown)s)")),
                          filtered)
     if plan.kind == "exact":
@@ -248,10 +270,11 @@ def _winners_sql(prefix: sql.Composable, arms: Sequence[sql.Composable], limit: 
         cols=sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(c)) for c in _COLUMNS.split(", ")))
 
 
-def _skus_sql(plan: SearchPlan, model_version: str, unknown_arm: sql.Composable,
-              filtered: bool) -> sql.Composed:
-    """A skus plan: the filter's SKU vectors in the plan's cells, the best `candidates` of them,
-    every photo of those (plus every photo of brands the cached counts do not know), best k."""
+def _chosen_skus(plan: SearchPlan, model_version: str, filtered: bool) -> sql.Composed:
+    """``skus AS (...)``: the (brand, sku_id) whose photos a skus or memory plan ranks."""
+    if plan.kind == "memory":  # ranked in this process: the chosen SKUs are parameters
+        return sql.SQL("skus AS MATERIALIZED (SELECT * FROM unnest(%(sku_brands)s::text[], "
+                       "%(sku_ids)s::text[]) AS k(brand, sku_id)), ").format()
     version = sql.Literal(model_version)
     if filtered:  # the filter's (cell, brand) pairs holding SKUs, one index descent each
         source = sql.SQL("unnest(%(pair_cells)s::int4[], %(pair_brands)s::text[]) AS k(cell, brand) "
@@ -260,13 +283,22 @@ def _skus_sql(plan: SearchPlan, model_version: str, unknown_arm: sql.Composable,
     else:
         source = sql.SQL("sku_embeddings AS s WHERE s.model_version = {mv} "
                          "AND s.cell = ANY(%(cells)s::int4[])").format(mv=version)
-    skus = sql.SQL("skus AS MATERIALIZED (SELECT s.brand, s.sku_id FROM {source} "
+    return sql.SQL("skus AS MATERIALIZED (SELECT s.brand, s.sku_id FROM {source} "
                    "ORDER BY (s.embedding <=> %(q)s) + 0, s.brand, s.sku_id LIMIT {candidates}), ").format(
         source=source, candidates=sql.Literal(plan.candidates))
+
+
+def _skus_sql(plan: SearchPlan, model_version: str, unknown_arm: sql.Composable,
+              filtered: bool) -> sql.Composed:
+    """A skus plan: the filter's SKU vectors in the plan's cells, the best `candidates` of them
+    (a memory plan: the SKUs it chose), every photo of those (plus every photo of brands the
+    cached counts do not know), best k."""
     photos = sql.SQL("SELECT p.id, (p.embedding <=> %(q)s) + 0 AS distance FROM skus "
                      "JOIN sku_image_embeddings AS p ON p.model_version = {mv} AND p.brand = skus.brand "
-                     "AND p.sku_id = skus.sku_id WHERE p.embedding IS NOT NULL").format(mv=version)
-    return _winners_sql(skus, [photos, unknown_arm] if plan.unknown else [photos], plan.limit)
+                     "AND p.sku_id = skus.sku_id WHERE p.embedding IS NOT NULL").format(
+        mv=sql.Literal(model_version))
+    return _winners_sql(_chosen_skus(plan, model_version, filtered),
+                        [photos, unknown_arm] if plan.unknown else [photos], plan.limit)
 
 
 def settings_sql(plan: SearchPlan) -> list[tuple[str, str]]:

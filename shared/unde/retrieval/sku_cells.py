@@ -121,6 +121,7 @@ class SkuCounts:
 
     cells: CellStats
     photos: Mapping[str, int] = field(default_factory=dict)
+    signature: int = 0  # changes with the centroids and with any (brand, cell)'s SKUs or photos covered
 
     def complete(self, brands: Iterable[str], photo_counts: Mapping[str, int]) -> bool:
         """Do the SKU rows of every one of `brands` cover all of its photos?"""
@@ -148,4 +149,6 @@ def sku_counts(centroids: np.ndarray, rows: Iterable[tuple[str, int | None, int,
     for brand, cell, _, covered in listed:
         if cell is not None and 0 <= cell < len(centroids):
             photos[brand] = photos.get(brand, 0) + int(covered)
-    return SkuCounts(stats_from_rows(centroids, ((b, c, n) for b, c, n, _ in listed)), photos)
+    signature = hash((tuple(sorted((b, -1 if c is None else int(c), int(n), int(p)) for b, c, n, p in listed)),
+                      np.ascontiguousarray(centroids).tobytes()))
+    return SkuCounts(stats_from_rows(centroids, ((b, c, n) for b, c, n, _ in listed)), photos, signature)

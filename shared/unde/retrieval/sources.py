@@ -22,6 +22,7 @@ from unde.retrieval.dual import Embedding, XimilarHits
 from unde.retrieval.knn import best_per_sku, knn_images
 from unde.retrieval.merge import METADATA_KEYS, Candidate, catalog_metadata
 from unde.retrieval.sku_cells import SKU_ROWS
+from unde.retrieval.sku_memory import SKU_MEMORY_MB
 from unde.service_client import Deadline, ServiceClient
 
 #: Photos fetched per wanted SKU: the kNN is over images (up to 7 per SKU), the answer per SKU.
@@ -53,13 +54,13 @@ def _image_urls(metadata: Mapping[str, Any], best_url: str) -> tuple[str, ...]:
 async def pgvector_candidates(pool: AsyncConnectionPool, embedding: Embedding, top_k: int,
                               brands: Sequence[str] | None, *, ef_search: int,
                               cell_rows: int = CELL_ROWS, parallel: int = 1,
-                              sku_rows: int = SKU_ROWS) -> list[Candidate]:
+                              sku_rows: int = SKU_ROWS, sku_memory_mb: float = SKU_MEMORY_MB) -> list[Candidate]:
     """Best photo per SKU among `brands`, `top_k` SKUs at most, scores = cosine similarity."""
     k = min(MAX_KNN_IMAGES, top_k * IMAGES_PER_SKU)
     try:
         hits = await knn_images(pool, embedding.vector, k=k, model_version=embedding.model_version,
                                 brands=brands, ef_search=ef_search, cell_rows=cell_rows, parallel=parallel,
-                                sku_rows=sku_rows)
+                                sku_rows=sku_rows, memory_mb=sku_memory_mb)
     except psycopg.Error as exc:  # server restarting, connection cut, pool time-out: a store outage
         raise StoreError(f"pgvector search failed: {exc}") from exc
     return [Candidate(brand=sku.brand, external_id=sku.sku_id, score=sku.score, source="pgvector",

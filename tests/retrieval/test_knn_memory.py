@@ -1,0 +1,208 @@
+"""The SKU stage held in the searching process (`unde.retrieval.sku_memory`) on real pgvector
+0.6.2: the matrix mirrors the SKU rows; a memory plan chooses the SKUs the server-side stage
+would and ranks their photos exactly; a catalog change makes searches fall back to the server
+until the matrix is re-read; a matrix over its cap is never held."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import psycopg
+import pytest
+from prometheus_client import REGISTRY
+from psycopg_pool import AsyncConnectionPool
+
+from unde.db.pool import open_pool
+from unde.retrieval.knn import KnnQuery, knn_images, plan_for
+from unde.retrieval.knn_catalog import catalog_async, expire, refreshing
+from unde.retrieval.knn_plan import SearchPlan
+from unde.retrieval.sku_cells import CANDIDATES_PER_K, upsert_skus
+from unde.retrieval.sku_memory import SkuMatrix, Spans
+
+from .conftest import MODEL, Catalog, K, available, brand_filters, copy_rows, exact_ids, queries
+from .test_knn import assert_ranked, centroids_of, connect, near, recall
+from .test_knn_skus import SKU_ROWS
+
+MB = 256.0
+
+
+async def loaded_pool(url: str, memory_mb: float = MB) -> AsyncConnectionPool:
+    """A pool whose first search has started the matrix read, and the read finished."""
+    pool = await open_pool(url, name="memory", min_size=1, max_size=2, vector=True)
+    await plan_for(pool, KnnQuery(K, MODEL, None, memory_mb=memory_mb), np.ones(512, dtype=np.float32))
+    await asyncio.gather(*refreshing(pool))
+    return pool
+
+
+@pytest.fixture
+async def mpool(loaded_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    pool = await loaded_pool(loaded_url)
+    yield pool
+    await pool.close()
+
+
+async def matrix_of(pool: AsyncConnectionPool) -> SkuMatrix:
+    async with pool.connection() as conn:
+        catalog = await catalog_async(pool, conn, MODEL, MB)
+    assert catalog.memory is not None and catalog.skus is not None
+    assert catalog.memory.signature == catalog.skus.signature
+    return catalog.memory
+
+
+def photos_of(conn: psycopg.Connection, q: np.ndarray, chosen: tuple[tuple[str, str], ...], k: int = K) -> list[int]:
+    """Every photo of the chosen SKUs, ranked exactly (what a memory plan must return)."""
+    rows = conn.execute(
+        "SELECT p.id FROM sku_image_embeddings AS p JOIN unnest(%(b)s::text[], %(s)s::text[]) AS c(brand, sku_id) "
+        "USING (brand, sku_id) WHERE p.model_version = %(mv)s ORDER BY p.embedding <=> %(q)s, p.id LIMIT %(k)s",
+        {"b": [b for b, _ in chosen], "s": [s for _, s in chosen], "mv": MODEL, "q": q, "k": k}).fetchall()
+    return [r[0] for r in rows]
+
+
+def server_choice(conn: psycopg.Connection, q: np.ndarray, brand_filter: list[str] | None,
+                  cells: tuple[int, ...]) -> list[tuple[str, str, float]]:
+    """The filter's SKUs in `cells` with their cosine distance, nearest first (the server-side stage)."""
+    brands = "" if brand_filter is None else " AND brand = ANY(%(brands)s)"
+    rows = conn.execute(f"SELECT brand, sku_id, embedding <=> %(q)s FROM sku_embeddings WHERE model_version = %(mv)s "
+                        f"AND cell = ANY(%(cells)s){brands} ORDER BY 3, 1, 2",
+                        {"q": q, "mv": MODEL, "cells": list(cells), "brands": brand_filter}).fetchall()
+    return [(b, s, float(d)) for b, s, d in rows]
+
+
+async def test_the_matrix_mirrors_the_sku_rows(loaded_url: str, mpool: AsyncConnectionPool) -> None:
+    matrix = await matrix_of(mpool)
+    with connect(loaded_url) as conn:
+        rows = conn.execute("SELECT cell, brand, sku_id, photos, embedding FROM sku_embeddings "
+                            "WHERE model_version = %s ORDER BY cell, brand, sku_id", (MODEL,)).fetchall()
+        n_cells = len(centroids_of(conn))
+    assert [(b, s) for _, b, s, _, _ in rows] == list(zip(matrix.brands, matrix.sku_ids, strict=True))
+    for i, (cell, brand, _, _, embedding) in enumerate(rows):
+        unit = embedding.to_numpy() / np.linalg.norm(embedding.to_numpy())
+        assert np.allclose(matrix.vectors[i], unit, atol=1e-6)
+        spans = matrix.by_brand[brand]
+        assert [c for c, a, b in zip(spans.cells, spans.starts, spans.stops, strict=True) if a <= i < b] == [cell]
+    assert matrix.n_cells == n_cells
+    every = matrix.spans(None)  # the spans of all brands tile the matrix
+    assert every.starts[0] == 0 and every.stops[-1] == len(rows) and (every.starts[1:] == every.stops[:-1]).all()
+    totals: dict[str, int] = {}
+    for _, brand, _, photos, _ in rows:
+        totals[brand] = totals.get(brand, 0) + photos
+    assert matrix.photos == totals
+    assert REGISTRY.get_sample_value("unde_knn_memory_skus", {"model_version": MODEL}) == len(rows)
+
+
+@pytest.mark.parametrize("k", [10, K])  # 10: 30 of the ≥ 60 SKUs probed are chosen
+async def test_memory_plans_choose_the_servers_skus_and_rank_their_photos_exactly(
+        loaded_url: str, mpool: AsyncConnectionPool, catalog: Catalog, k: int) -> None:
+    brands = catalog[1]
+    with connect(loaded_url) as conn:
+        for brand_filter in brand_filters(brands):
+            if available(brands, brand_filter) <= k:
+                continue
+            for q in queries(catalog, 3, seed=61):
+                plan = await plan_for(mpool, KnnQuery(k, MODEL, brand_filter, sku_rows=SKU_ROWS), q)
+                ranked = server_choice(conn, q, brand_filter, plan.cells)
+                wanted = min(CANDIDATES_PER_K * k, len(ranked))
+                assert plan.kind == "memory" and len(plan.chosen) == wanted, plan
+                cutoff = ranked[wanted - 1][2]
+                distance = {(b, s): d for b, s, d in ranked}
+                # the same SKUs as the server's ORDER BY ... LIMIT, up to float near-ties at the cut
+                assert all(distance[key] <= cutoff + 1e-5 for key in plan.chosen)
+                hits = await knn_images(mpool, q, k=k, model_version=MODEL, brands=brand_filter,
+                                        sku_rows=SKU_ROWS, memory_mb=MB)
+                assert_ranked(hits, photos_of(conn, q, plan.chosen, k), brand_filter)
+                server = await knn_images(mpool, q, k=k, model_version=MODEL, brands=brand_filter,
+                                          sku_rows=SKU_ROWS, memory_mb=0)
+                truth = exact_ids(conn, q, brand_filter, k)
+                assert recall(hits, truth) >= recall(server, truth) - 0.02
+
+
+async def test_a_catalog_change_falls_back_to_the_server_until_the_matrix_is_re_read(
+        knn_clone_url: str, catalog: Catalog) -> None:
+    pool = await loaded_pool(knn_clone_url)
+    try:
+        q = queries(catalog, 1, seed=67)[0]
+        query = KnnQuery(K, MODEL, ["b2", "b5"], sku_rows=SKU_ROWS, memory_mb=MB)
+        assert (await plan_for(pool, query, q)).kind == "memory"
+        with connect(knn_clone_url) as conn:  # a new SKU of b2, right next to the query
+            copy_rows(conn, near(q, 5, 0.01, seed=3), ["b2"] * 5, ["NEW"] * 5)
+        async with pool.connection() as aconn:
+            await upsert_skus(aconn, MODEL, [("b2", "NEW")], centroids_of(connect(knn_clone_url)))
+        expire(pool, MODEL)  # what the count refresh does after COUNTS_TTL_S
+        plan = await plan_for(pool, query, q)  # the counts moved on; the matrix has not
+        assert plan.kind == "skus"
+        hits = await knn_images(pool, q, k=K, model_version=MODEL, brands=["b2", "b5"], sku_rows=SKU_ROWS)
+        assert {h.sku_id for h in hits[:5]} == {"NEW"}
+        await asyncio.gather(*refreshing(pool))  # the re-read the new counts started
+        plan = await plan_for(pool, query, q)
+        assert plan.kind == "memory" and ("b2", "NEW") in plan.chosen
+        again = await knn_images(pool, q, k=K, model_version=MODEL, brands=["b2", "b5"], sku_rows=SKU_ROWS)
+        assert [h.id for h in again] == [h.id for h in hits]
+    finally:
+        await pool.close()
+
+
+async def test_vanished_skus_re_plan_from_fresh_counts(knn_clone_url: str, catalog: Catalog) -> None:
+    """Every chosen SKU deleted after the matrix was read: the short result re-reads the counts
+    and the server-side stage answers in full."""
+    pool = await loaded_pool(knn_clone_url)
+    try:
+        q = queries(catalog, 1, seed=71)[0]
+        k, mall = 10, ["b0", "b1"]
+        plan = await plan_for(pool, KnnQuery(k, MODEL, mall, sku_rows=SKU_ROWS, memory_mb=MB), q)
+        assert plan.kind == "memory" and len(plan.chosen) == CANDIDATES_PER_K * k
+        def retries(kind: str) -> float:
+            return REGISTRY.get_sample_value("unde_knn_plans_total", {"kind": kind, "attempt": "retry"}) or 0.0
+
+        before = retries("cells")
+        with connect(knn_clone_url) as conn:
+            conn.execute("DELETE FROM sku_image_embeddings AS p USING unnest(%s::text[], %s::text[]) AS c(b, s) "
+                         "WHERE p.brand = c.b AND p.sku_id = c.s",
+                         ([b for b, _ in plan.chosen], [s for _, s in plan.chosen]))
+        hits = await knn_images(pool, q, k=k, model_version=MODEL, brands=mall, sku_rows=SKU_ROWS)
+        assert len(hits) == k  # never short
+        assert {h.brand for h in hits} <= set(mall) and not {(h.brand, h.sku_id) for h in hits} & set(plan.chosen)
+        assert retries("cells") == before + 1  # the orphaned SKU rows no longer cover b0 and b1
+    finally:
+        await asyncio.gather(*refreshing(pool), return_exceptions=True)
+        await pool.close()
+
+
+async def test_a_matrix_over_its_cap_is_never_held(loaded_url: str, catalog: Catalog) -> None:
+    pool = await loaded_pool(loaded_url, memory_mb=0.5)  # 500 SKUs × 512 × 4 B ≈ 0.98 MB
+    try:
+        q = queries(catalog, 1, seed=73)[0]
+        assert (await plan_for(pool, KnnQuery(K, MODEL, None, memory_mb=0.5), q)).kind == "skus"
+        assert (await plan_for(pool, KnnQuery(K, MODEL, None, memory_mb=0), q)).kind == "skus"
+    finally:
+        await pool.close()
+
+
+def test_candidates_rank_only_the_filters_rows_of_the_given_cells() -> None:
+    vectors = np.eye(4, dtype=np.float32)  # rows: cell 0 (a, b), cell 1 (a), cell 2 (b)
+
+    def spans(cells: list[int], starts: list[int]) -> Spans:
+        return Spans(np.array(cells), np.array(starts), np.array(starts) + 1)
+
+    matrix = SkuMatrix(vectors, np.array(["a", "b", "a", "b"], dtype=object),
+                       np.array(["s0", "s1", "s2", "s3"], dtype=object),
+                       {"a": spans([0, 1], [0, 2]), "b": spans([0, 2], [1, 3])}, {"a": 2, "b": 2}, n_cells=3)
+    q = np.array([0.1, 0.4, 0.3, 0.2], dtype=np.float32)
+    assert set(matrix.candidates(q, (0, 1, 2), None, 2)) == {("b", "s1"), ("a", "s2")}
+    assert set(matrix.candidates(q, (0, 1, 2), ["a"], 5)) == {("a", "s0"), ("a", "s2")}
+    assert matrix.candidates(q, (2,), ["a"], 5) == ()
+    assert set(matrix.candidates(q, (0, 2), ["b", "nobody"], 1)) == {("b", "s1")}
+    assert set(matrix.candidates(q, (0, 2), ["b", "nobody"], 2)) == {("b", "s1"), ("b", "s3")}
+    assert set(matrix.candidates(q, (1, 2), None, 9)) == {("a", "s2"), ("b", "s3")}  # merged: rows 2–3
+    assert matrix.complete(["a"], {"a": 2}) and not matrix.complete(["a", "b"], {"a": 2, "b": 3})
+
+
+def test_memory_plans_name_the_chosen_skus_as_parameters() -> None:
+    from unde.retrieval.knn import plan_statement
+
+    plan = SearchPlan("memory", limit=K, cells=(0,), n_cells=4, candidates=150, chosen=(("b", "s"),))
+    statement, params = plan_statement(plan, MODEL, np.ones(8, dtype=np.float32), ["b"])
+    assert "unnest(%(sku_brands)s::text[], %(sku_ids)s::text[])" in statement
+    assert "sku_embeddings AS s" not in statement  # the server ranks no SKU vector
+    assert (params["sku_brands"], params["sku_ids"]) == (["b"], ["s"])
