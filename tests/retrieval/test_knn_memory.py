@@ -18,8 +18,8 @@ from unde.db.pool import open_pool
 from unde.retrieval.knn import KnnQuery, knn_images, plan_for
 from unde.retrieval.knn_catalog import catalog_async, expire, refreshing
 from unde.retrieval.knn_plan import SearchPlan
-from unde.retrieval.sku_cells import CANDIDATES_PER_K, upsert_skus
-from unde.retrieval.sku_memory import SkuMatrix, Spans
+from unde.retrieval.sku_cells import upsert_skus
+from unde.retrieval.sku_memory import MARGIN_PER_SPREAD, MAX_PER_K, SkuMatrix, Spans
 
 from .conftest import MODEL, Catalog, K, available, brand_filters, copy_rows, exact_ids, queries
 from .test_knn import assert_ranked, centroids_of, connect, near, recall
@@ -60,14 +60,16 @@ def photos_of(conn: psycopg.Connection, q: np.ndarray, chosen: tuple[tuple[str, 
     return [r[0] for r in rows]
 
 
-def server_choice(conn: psycopg.Connection, q: np.ndarray, brand_filter: list[str] | None,
-                  cells: tuple[int, ...]) -> list[tuple[str, str, float]]:
-    """The filter's SKUs in `cells` with their cosine distance, nearest first (the server-side stage)."""
+def sku_bounds(conn: psycopg.Connection, q: np.ndarray, brand_filter: list[str] | None,
+               cells: tuple[int, ...]) -> dict[tuple[str, str], tuple[float, float]]:
+    """The filter's SKUs in `cells`: (cosine to q, cosine + MARGIN_PER_SPREAD × photo spread),
+    computed by the server from the stored SKU vectors."""
     brands = "" if brand_filter is None else " AND brand = ANY(%(brands)s)"
-    rows = conn.execute(f"SELECT brand, sku_id, embedding <=> %(q)s FROM sku_embeddings WHERE model_version = %(mv)s "
-                        f"AND cell = ANY(%(cells)s){brands} ORDER BY 3, 1, 2",
+    rows = conn.execute(f"SELECT brand, sku_id, 1 - (embedding <=> %(q)s), vector_norm(embedding) "
+                        f"FROM sku_embeddings WHERE model_version = %(mv)s AND cell = ANY(%(cells)s){brands}",
                         {"q": q, "mv": MODEL, "cells": list(cells), "brands": brand_filter}).fetchall()
-    return [(b, s, float(d)) for b, s, d in rows]
+    return {(b, s): (float(c), float(c) + MARGIN_PER_SPREAD * float(np.sqrt(max(0.0, 1 - n * n))))
+            for b, s, c, n in rows}
 
 
 async def test_the_matrix_mirrors_the_sku_rows(loaded_url: str, mpool: AsyncConnectionPool) -> None:
@@ -92,7 +94,7 @@ async def test_the_matrix_mirrors_the_sku_rows(loaded_url: str, mpool: AsyncConn
     assert REGISTRY.get_sample_value("unde_knn_memory_skus", {"model_version": MODEL}) == len(rows)
 
 
-@pytest.mark.parametrize("k", [10, K])  # 10: 30 of the ≥ 60 SKUs probed are chosen
+@pytest.mark.parametrize("k", [10, K])  # 10: the cap (40) binds among the ≥ 60 SKUs probed
 async def test_memory_plans_choose_the_servers_skus_and_rank_their_photos_exactly(
         loaded_url: str, mpool: AsyncConnectionPool, catalog: Catalog, k: int) -> None:
     brands = catalog[1]
@@ -102,13 +104,19 @@ async def test_memory_plans_choose_the_servers_skus_and_rank_their_photos_exactl
                 continue
             for q in queries(catalog, 3, seed=61):
                 plan = await plan_for(mpool, KnnQuery(k, MODEL, brand_filter, sku_rows=SKU_ROWS), q)
-                ranked = server_choice(conn, q, brand_filter, plan.cells)
-                wanted = min(CANDIDATES_PER_K * k, len(ranked))
-                assert plan.kind == "memory" and len(plan.chosen) == wanted, plan
-                cutoff = ranked[wanted - 1][2]
-                distance = {(b, s): d for b, s, d in ranked}
-                # the same SKUs as the server's ORDER BY ... LIMIT, up to float near-ties at the cut
-                assert all(distance[key] <= cutoff + 1e-5 for key in plan.chosen)
+                skus = sku_bounds(conn, q, brand_filter, plan.cells)
+                cosines = sorted((c for c, _ in skus.values()), reverse=True)
+                reference = cosines[min(len(cosines), max(1, k // 3)) - 1]
+                eligible = sorted(((bound, key) for key, (_, bound) in skus.items() if bound >= reference - 1e-5),
+                                  reverse=True)
+                assert plan.kind == "memory" and 0 < len(plan.chosen) <= MAX_PER_K * k, plan
+                assert plan.candidates == len(plan.chosen)
+                # the SKUs whose bound reaches the (k/3)-th best cosine, best bounds first up to the
+                # cap (float near-ties at either cut may fall either way)
+                floor = eligible[min(len(eligible), MAX_PER_K * k) - 1][0]
+                assert all(skus[key][1] >= max(reference, floor) - 1e-5 for key in plan.chosen)
+                missed = [key for bound, key in eligible if bound > floor + 1e-5 and bound >= reference + 1e-5]
+                assert set(missed) <= set(plan.chosen)
                 hits = await knn_images(mpool, q, k=k, model_version=MODEL, brands=brand_filter,
                                         sku_rows=SKU_ROWS, memory_mb=MB)
                 assert_ranked(hits, photos_of(conn, q, plan.chosen, k), brand_filter)
@@ -151,7 +159,7 @@ async def test_vanished_skus_re_plan_from_fresh_counts(knn_clone_url: str, catal
         q = queries(catalog, 1, seed=71)[0]
         k, mall = 10, ["b0", "b1"]
         plan = await plan_for(pool, KnnQuery(k, MODEL, mall, sku_rows=SKU_ROWS, memory_mb=MB), q)
-        assert plan.kind == "memory" and len(plan.chosen) == CANDIDATES_PER_K * k
+        assert plan.kind == "memory" and len(plan.chosen) >= k // 3
         def retries(kind: str) -> float:
             return REGISTRY.get_sample_value("unde_knn_plans_total", {"kind": kind, "attempt": "retry"}) or 0.0
 
@@ -179,23 +187,31 @@ async def test_a_matrix_over_its_cap_is_never_held(loaded_url: str, catalog: Cat
         await pool.close()
 
 
-def test_candidates_rank_only_the_filters_rows_of_the_given_cells() -> None:
+def test_candidates_are_the_skus_whose_bound_reaches_the_reference() -> None:
     vectors = np.eye(4, dtype=np.float32)  # rows: cell 0 (a, b), cell 1 (a), cell 2 (b)
 
     def spans(cells: list[int], starts: list[int]) -> Spans:
         return Spans(np.array(cells), np.array(starts), np.array(starts) + 1)
 
-    matrix = SkuMatrix(vectors, np.array(["a", "b", "a", "b"], dtype=object),
-                       np.array(["s0", "s1", "s2", "s3"], dtype=object),
-                       {"a": spans([0, 1], [0, 2]), "b": spans([0, 2], [1, 3])}, {"a": 2, "b": 2}, n_cells=3)
-    q = np.array([0.1, 0.4, 0.3, 0.2], dtype=np.float32)
-    assert set(matrix.candidates(q, (0, 1, 2), None, 2)) == {("b", "s1"), ("a", "s2")}
-    assert set(matrix.candidates(q, (0, 1, 2), ["a"], 5)) == {("a", "s0"), ("a", "s2")}
-    assert matrix.candidates(q, (2,), ["a"], 5) == ()
-    assert set(matrix.candidates(q, (0, 2), ["b", "nobody"], 1)) == {("b", "s1")}
-    assert set(matrix.candidates(q, (0, 2), ["b", "nobody"], 2)) == {("b", "s1"), ("b", "s3")}
-    assert set(matrix.candidates(q, (1, 2), None, 9)) == {("a", "s2"), ("b", "s3")}  # merged: rows 2–3
-    assert matrix.complete(["a"], {"a": 2}) and not matrix.complete(["a", "b"], {"a": 2, "b": 3})
+    def matrix(spread: list[float]) -> SkuMatrix:
+        return SkuMatrix(vectors, np.array(["a", "b", "a", "b"], dtype=object),
+                         np.array(["s0", "s1", "s2", "s3"], dtype=object),
+                         {"a": spans([0, 1], [0, 2]), "b": spans([0, 2], [1, 3])},
+                         np.array(spread, dtype=np.float32), {"a": 2, "b": 2}, n_cells=3)
+
+    q = np.array([0.1, 0.4, 0.3, 0.2], dtype=np.float32) * 7  # any length: cosines
+    tight = matrix([0.0] * 4)
+    # k = 3: the reference is the best SKU's cosine; tight photos: only it can hold the top photos
+    assert tight.candidates(q, (0, 1, 2), None, 3) == (("b", "s1"),)
+    assert set(tight.candidates(q, (0, 1, 2), ["a"], 3)) == {("a", "s2")}
+    assert tight.candidates(q, (2,), ["a"], 3) == ()
+    # k = 6: the reference is the 2nd best cosine (0.3 / |q|)
+    assert set(tight.candidates(q, (0, 1, 2), None, 6)) == {("b", "s1"), ("a", "s2")}
+    # spread photos: s3 (cosine 0.2/|q|) may hold a photo above s1's cosine; the cap keeps the best bound
+    loose = matrix([0.0, 0.0, 0.0, 5.0])  # 0.365 + 0.08 × 5 ≥ 0.730
+    assert set(loose.candidates(q, (0, 1, 2), None, 3)) == {("b", "s1"), ("b", "s3")}
+    assert loose.candidates(q, (2,), ["b", "nobody"], 1) == (("b", "s3"),)  # rows 2–3 merge, one brand
+    assert tight.complete(["a"], {"a": 2}) and not tight.complete(["a", "b"], {"a": 2, "b": 3})
 
 
 def test_memory_plans_name_the_chosen_skus_as_parameters() -> None:

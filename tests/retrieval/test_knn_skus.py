@@ -91,8 +91,8 @@ async def test_skus_plan_equals_exact_ranking_of_its_candidates_for_every_filter
                 assert plan.kind == "skus" and plan.candidates == CANDIDATES_PER_K * K, plan
                 assert_ranked(hits, exact_over_candidates(conn, q, brand_filter, plan.cells), brand_filter)
                 pooled = await knn_images(pool, q, k=K, model_version=MODEL, brands=brand_filter,
-                                          sku_rows=sku_rows)
-                assert pooled == hits  # the async twin plans and answers alike
+                                          sku_rows=sku_rows, memory_mb=0)
+                assert pooled == hits  # the async twin plans and answers alike (memory plans: test_knn_memory)
 
 
 async def test_skus_plan_recall_is_high_and_grows_with_sku_rows(loaded_url: str, catalog: Catalog) -> None:

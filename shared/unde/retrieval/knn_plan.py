@@ -176,9 +176,9 @@ def plan_search(k: int, catalog: Catalog, brands: Sequence[str] | None, q: np.nd
         if use_skus and catalog.skus is not None and catalog.skus_ready(brands):
             probed = catalog.skus.probe(q, brands, max(sku_rows, k))
             if use_memory and catalog.memory is not None and catalog.memory_ready(brands):
+                chosen = catalog.memory.candidates(q, probed, brands, k)
                 return SearchPlan("memory", limit=k, cells=probed, unknown=unknown, n_cells=len(stats.centroids),
-                                  candidates=CANDIDATES_PER_K * k,
-                                  chosen=catalog.memory.candidates(q, probed, brands, CANDIDATES_PER_K * k))
+                                  candidates=len(chosen), chosen=chosen)
             return SearchPlan("skus", limit=k, cells=probed, unknown=unknown, n_cells=len(stats.centroids),
                               candidates=CANDIDATES_PER_K * k,
                               pairs=() if brands is None else catalog.skus.pairs(probed, brands))
