@@ -219,6 +219,6 @@ def test_memory_plans_name_the_chosen_skus_as_parameters() -> None:
 
     plan = SearchPlan("memory", limit=K, cells=(0,), n_cells=4, candidates=150, chosen=(("b", "s"),))
     statement, params = plan_statement(plan, MODEL, np.ones(8, dtype=np.float32), ["b"])
-    assert "unnest(%(sku_brands)s::text[], %(sku_ids)s::text[])" in statement
+    assert "unnest(%(sku_brands)b::text[], %(sku_ids)b::text[])" in statement
     assert "sku_embeddings AS s" not in statement  # the server ranks no SKU vector
     assert (params["sku_brands"], params["sku_ids"]) == (["b"], ["s"])

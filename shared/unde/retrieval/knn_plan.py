@@ -272,9 +272,10 @@ def _winners_sql(prefix: sql.Composable, arms: Sequence[sql.Composable], limit: 
 
 def _chosen_skus(plan: SearchPlan, model_version: str, filtered: bool) -> sql.Composed:
     """``skus AS (...)``: the (brand, sku_id) whose photos a skus or memory plan ranks."""
-    if plan.kind == "memory":  # ranked in this process: the chosen SKUs are parameters
-        return sql.SQL("skus AS MATERIALIZED (SELECT * FROM unnest(%(sku_brands)s::text[], "
-                       "%(sku_ids)s::text[]) AS k(brand, sku_id)), ").format()
+    if plan.kind == "memory":  # ranked in this process: the chosen SKUs are parameters, sent in
+        # binary (a text array in text format costs ≈ 0.3 ms more to quote on the client)
+        return sql.SQL("skus AS MATERIALIZED (SELECT * FROM unnest(%(sku_brands)b::text[], "
+                       "%(sku_ids)b::text[]) AS k(brand, sku_id)), ").format()
     version = sql.Literal(model_version)
     if filtered:  # the filter's (cell, brand) pairs holding SKUs, one index descent each
         source = sql.SQL("unnest(%(pair_cells)s::int4[], %(pair_brands)s::text[]) AS k(cell, brand) "
