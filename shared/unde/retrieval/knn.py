@@ -31,13 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from psycopg import AsyncConnection, Connection
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from unde.errors import BadInput
@@ -45,6 +45,7 @@ from unde.metrics import KNN_PLANS
 from unde.retrieval.cells import CELL_ROWS
 from unde.retrieval.knn_catalog import catalog_async, catalog_sync, expire, forget
 from unde.retrieval.knn_plan import (
+    COLUMNS,
     MAX_EF,
     Catalog,
     SearchPlan,
@@ -93,10 +94,15 @@ def query_vector(vector: Sequence[float] | np.ndarray, dim: int | None = None) -
     return array
 
 
-def _hit(row: Mapping[str, Any]) -> ImageHit:
-    return ImageHit(id=row["id"], brand=row["brand"], sku_id=row["sku_id"],
-                    image_url=row["image_url"], image_rank=row["image_rank"],
-                    score=1.0 - float(row["distance"]), metadata=row["metadata"] or {})
+#: A statement's row: COLUMNS (metadata as JSON text), then distance.
+Row = tuple[Any, ...]
+_DISTANCE = len(COLUMNS)
+
+
+def _hit(row: Row) -> ImageHit:
+    identifier, brand, sku_id, image_url, image_rank, metadata, distance = row
+    return ImageHit(id=identifier, brand=brand, sku_id=sku_id, image_url=image_url, image_rank=image_rank,
+                    score=1.0 - float(distance), metadata=json.loads(metadata) if metadata else {})
 
 
 def _params(q: np.ndarray, brands: Sequence[str] | None, plan: SearchPlan, part: int) -> dict[str, Any]:
@@ -116,10 +122,10 @@ def _params(q: np.ndarray, brands: Sequence[str] | None, plan: SearchPlan, part:
     return params
 
 
-def _merge(results: Sequence[Sequence[Mapping[str, Any]]], limit: int) -> list[ImageHit]:
+def _merge(results: Sequence[Sequence[Row]], limit: int) -> list[ImageHit]:
     rows = [row for part in results for row in part]
     if len(results) > 1:
-        rows.sort(key=lambda r: (r["distance"], r["id"]))
+        rows.sort(key=lambda r: (r[_DISTANCE], r[0]))
     return [_hit(row) for row in rows[:limit]]
 
 
@@ -130,19 +136,20 @@ def _statement(plan_shape: SearchPlan, model_version: str, filtered: bool, part:
 
 
 def _sql(plan: SearchPlan, model_version: str, filtered: bool, part: int) -> str:
-    shape = replace(plan, cells=(), groups=(), pairs=(), chosen=(), unknown=("?",) if plan.unknown else ())
+    shape = replace(plan, cells=(), groups=(), pairs=(), chosen=(), unknown=("?",) if plan.unknown else (),
+                    candidates=plan.candidates if plan.kind == "skus" else 0)  # a memory plan's varies
     return _statement(shape, model_version, filtered, part)
 
 
 async def _statements_async(conn: AsyncConnection[Any], plan: SearchPlan, model_version: str, q: np.ndarray,
-                            brands: Sequence[str] | None, parts: Sequence[int]) -> list[list[dict[str, Any]]]:
+                            brands: Sequence[str] | None, parts: Sequence[int]) -> list[list[Row]]:
     """Statements of `parts` of a plan; a plan with settings runs them in one pipelined
     transaction (set_config is transaction-local), one without as plain autocommit queries
     (one round trip each, no BEGIN/COMMIT)."""
     out = []
     settings = settings_sql(plan)
     async with contextlib.AsyncExitStack() as stack:
-        cur = await stack.enter_async_context(conn.cursor(row_factory=dict_row))
+        cur = await stack.enter_async_context(conn.cursor())
         if settings or not conn.autocommit:  # else: no BEGIN/COMMIT round trips
             await stack.enter_async_context(conn.pipeline())
             await stack.enter_async_context(conn.transaction())
@@ -162,7 +169,7 @@ async def _run_async(owner: Any, conn: AsyncConnection[Any], plan: SearchPlan, m
     if n == 1 or not isinstance(owner, AsyncConnectionPool):
         return _merge(await _statements_async(conn, plan, model_version, q, brands, range(n)), plan.limit)
 
-    async def on_pool(part: int) -> list[list[dict[str, Any]]]:
+    async def on_pool(part: int) -> list[list[Row]]:
         async with owner.connection() as other:
             return await _statements_async(other, plan, model_version, q, brands, [part])
 
@@ -177,7 +184,7 @@ def _run_sync(conn: Connection[Any], plan: SearchPlan, model_version: str, q: np
     out = []
     settings = settings_sql(plan)
     with contextlib.ExitStack() as stack:
-        cur = stack.enter_context(conn.cursor(row_factory=dict_row))
+        cur = stack.enter_context(conn.cursor())
         if settings or not conn.autocommit:
             stack.enter_context(conn.pipeline())
             stack.enter_context(conn.transaction())

@@ -44,7 +44,18 @@ MAX_EF = 1000
 MAX_SCAN_TUPLES = 50_000
 GLOBAL_INDEX = "sku_image_embeddings_hnsw"
 
-_COLUMNS = "id, brand, sku_id, image_url, image_rank, metadata"
+#: What every statement returns, in this order, then ``distance``. The metadata comes as text:
+#: json.loads on 50 rows is ≈ 0.3 ms cheaper than psycopg's jsonb loader (`knn._hit`).
+COLUMNS = ("id", "brand", "sku_id", "image_url", "image_rank", "metadata")
+
+
+def _columns(table: str = "") -> sql.Composed:
+    prefix = sql.SQL(f"{table}." if table else "")
+    return sql.SQL(", ").join(
+        sql.SQL("{}{}::text AS {}").format(prefix, sql.Identifier(c), sql.Identifier(c)) if c == "metadata"
+        else sql.SQL("{}{}").format(prefix, sql.Identifier(c)) for c in COLUMNS)
+
+
 PlanKind = Literal["exact", "global", "cells", "skus", "memory"]
 
 
@@ -238,7 +249,7 @@ def search_sql(plan: SearchPlan, model_version: str, filtered: bool, part: int =
         order = sql.SQL("embedding <=> %(q)s")
         inner = sql.SQL("SELECT {cols}, embedding <=> %(q)s AS distance "
                         "FROM sku_image_embeddings WHERE {where}{member} ORDER BY {order} LIMIT {limit}").format(
-            cols=sql.SQL(_COLUMNS), where=where, member=member, order=order, limit=sql.Literal(plan.limit))
+            cols=_columns(), where=where, member=member, order=order, limit=sql.Literal(plan.limit))
         if plan.iterative:
             return sql.SQL("WITH hits AS MATERIALIZED ({}) SELECT * FROM hits ORDER BY distance, id").format(inner)
         return inner
@@ -267,7 +278,7 @@ def _winners_sql(prefix: sql.Composable, arms: Sequence[sql.Composable], limit: 
                    "SELECT {cols}, hits.distance FROM hits JOIN sku_image_embeddings AS e USING (id) "
                    "ORDER BY hits.distance, hits.id").format(
         prefix=prefix, ranked=ranked, limit=sql.Literal(limit),
-        cols=sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(c)) for c in _COLUMNS.split(", ")))
+        cols=_columns("e"))
 
 
 def _chosen_skus(plan: SearchPlan, model_version: str, filtered: bool) -> sql.Composed:
