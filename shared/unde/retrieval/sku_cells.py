@@ -8,7 +8,8 @@ vectors, stored in ``sku_embeddings`` in the cell of the centroid nearest to it.
 the filter's SKUs in its nearest cells by that mean until it has covered `SKU_ROWS` of them,
 keeps the best `CANDIDATES_PER_K` × k, then ranks every photo of those SKUs by its true
 distance. ≈ 1,600 SKU vectors + ≈ 750 photos find the true top-50 photos as well as 5,000
-photos did (recall@50 ≈ 0.995, every filter ≥ 0.98 in the bench).
+photos did (recall@50 ≈ 0.995, every filter ≥ 0.98 in the bench). A gateway process that holds
+the SKU vectors ranks this first stage itself (`unde.retrieval.sku_memory`).
 
 Consistency: a SKU row records how many photo rows its mean covers (`photos`). The planner
 uses the SKU stage for a brand only when the SKU rows of that brand cover exactly as many
