@@ -106,19 +106,21 @@ def _hit(row: Row) -> ImageHit:
 
 
 def _params(q: np.ndarray, brands: Sequence[str] | None, plan: SearchPlan, part: int) -> dict[str, Any]:
+    """The parameters a plan's statement (of one part) names (see `search_sql`), and no others."""
     params: dict[str, Any] = {"q": q}
-    if brands is not None:
-        params["brands"] = sorted(set(brands) - set(plan.unknown))
-    if plan.in_cells:
-        params["cells"] = list(plan.parts[part])
-        if plan.unknown and part == 0:
-            params["unknown"] = list(plan.unknown)
-    if plan.kind == "skus" and brands is not None:
-        params["pair_cells"] = [cell for cell, _ in plan.pairs]
-        params["pair_brands"] = [brand for _, brand in plan.pairs]
     if plan.kind == "memory":
         params["sku_brands"] = [brand for brand, _ in plan.chosen]
         params["sku_ids"] = [sku_id for _, sku_id in plan.chosen]
+    elif plan.kind == "skus" and brands is not None:
+        params["pair_cells"] = [cell for cell, _ in plan.pairs]
+        params["pair_brands"] = [brand for _, brand in plan.pairs]
+    else:
+        if brands is not None:
+            params["brands"] = sorted(set(brands) - set(plan.unknown))
+        if plan.in_cells:
+            params["cells"] = list(plan.parts[part])
+    if plan.in_cells and plan.unknown and part == 0:
+        params["unknown"] = list(plan.unknown)
     return params
 
 

@@ -115,6 +115,11 @@ async def ensure_skus(conn: AsyncConnection[Any], model_version: str, centroids:
     return len(stale)
 
 
+def covers(covered: Mapping[str, int], brands: Iterable[str], photo_counts: Mapping[str, int]) -> bool:
+    """Do SKU rows covering `covered` photos per brand cover every photo of each of `brands`?"""
+    return all(covered.get(brand, 0) == photo_counts.get(brand, 0) for brand in brands)
+
+
 @dataclass(frozen=True, slots=True)
 class SkuCounts:
     """The SKU stage's view of a model version: SKUs per (brand, cell) with the centroids, and
@@ -126,7 +131,7 @@ class SkuCounts:
 
     def complete(self, brands: Iterable[str], photo_counts: Mapping[str, int]) -> bool:
         """Do the SKU rows of every one of `brands` cover all of its photos?"""
-        return all(self.photos.get(brand, 0) == photo_counts.get(brand, 0) for brand in brands)
+        return covers(self.photos, brands, photo_counts)
 
     def probe(self, q: np.ndarray, brands: Sequence[str] | None, rows: int) -> tuple[int, ...]:
         return self.cells.probe(q, brands, rows)

@@ -28,6 +28,7 @@ import numpy as np
 from psycopg import AsyncConnection
 
 from unde.retrieval.cells import as_array
+from unde.retrieval.sku_cells import covers
 
 #: Largest matrix a process loads (MB); 0 disables the in-memory stage.
 SKU_MEMORY_MB = 256.0
@@ -96,7 +97,7 @@ class SkuMatrix:
 
     def complete(self, brands: Iterable[str], photo_counts: Mapping[str, int]) -> bool:
         """Do the loaded SKU rows of every one of `brands` cover all of its photos now?"""
-        return all(self.photos.get(brand, 0) == photo_counts.get(brand, 0) for brand in brands)
+        return covers(self.photos, brands, photo_counts)
 
     def spans(self, brands: Sequence[str] | None) -> Spans:
         """The filter's spans (None: every brand), kept for the next search of the same filter."""
@@ -104,9 +105,9 @@ class SkuMatrix:
         found = self._filters.get(key)
         if found is None:
             parts = [self.by_brand[b] for b in (self.by_brand if key is None else key) if b in self.by_brand]
-            cells = np.concatenate([p.cells for p in parts]) if parts else np.zeros(0, dtype=np.int64)
-            starts = np.concatenate([p.starts for p in parts]) if parts else np.zeros(0, dtype=np.int64)
-            stops = np.concatenate([p.stops for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+            empty = np.zeros(0, dtype=np.int64)
+            cells, starts, stops = (np.concatenate([getattr(p, name) for p in parts] or [empty])
+                                    for name in ("cells", "starts", "stops"))
             order = np.argsort(starts, kind="stable")
             found = Spans(cells[order], starts[order], stops[order])
             if len(self._filters) >= FILTERS_KEPT:
