@@ -7,10 +7,11 @@ SKU's mean vector written); for brand filters keeping from one brand to all of t
 latency (p50/p99 client side, after warm-up searches, and a server-side EXPLAIN ANALYZE sample
 of the chosen plan, which separates the machine's load and client overhead from the query),
 the rows returned and recall@50 of `unde.retrieval.knn.knn_images` (the default: the SKU stage
-ranked in the process, `unde.retrieval.sku_memory`, then the chosen SKUs' photos in the server)
-against the exact top-50 (computed in numpy over the same float32 vectors, filter applied
-first). Baselines in the same run, on the same queries: the SKU stage ranked by the server
-(`memory_mb=0`, the previous default), the photo cells (`use_skus=False`, split over 2
+ranked in the process by the SKU means and the held photos, `unde.retrieval.sku_memory`, then
+the chosen SKUs' photos in the server) against the exact top-50 (computed in numpy over the
+same float32 vectors, filter applied first). Baselines in the same run, on the same queries:
+the SKU means alone in the process (a pool whose memory cap fits no photos), the SKU stage
+ranked by the server (`memory_mb=0`, the previous default), the photo cells (`use_skus=False`, split over 2
 connections), the global-index design (`use_cells=False`: the
 global HNSW with raised ef + over-fetch, escalation and an exact fallback), the naive filtered
 HNSW query at ef_search 40, and the exact scan. The exact answers are computed before the timed
@@ -55,6 +56,7 @@ from unde.retrieval.knn import KnnQuery, forget_profile, knn_images, plan_for, p
 from unde.retrieval.knn_catalog import refreshing
 from unde.retrieval.knn_plan import SearchPlan, settings_sql
 from unde.retrieval.sku_cells import SKU_ROWS
+from unde.retrieval.sku_memory import SKU_MEMORY_MB, limit_blas_threads
 from unde.settings import REPO_ROOT
 
 CACHE = REPO_ROOT / "bench" / ".cache"
@@ -358,16 +360,17 @@ PARALLEL = 2
 class Searcher:
     """The production path: `knn_images` on an async pool, driven from one event loop."""
 
-    def __init__(self, url: str) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, url: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop or asyncio.new_event_loop()
         self.pool = self.loop.run_until_complete(open_pool(
             url, name="bench", min_size=PARALLEL + 1, max_size=PARALLEL + 1, statement_timeout_ms=60_000,
             vector=True))
 
-    def hold_matrix(self) -> float:
+    def hold_matrix(self, memory_mb: float = SKU_MEMORY_MB) -> float:
         """Start the pool's SKU matrix read (a first search) and wait for it; its seconds."""
         started = time.perf_counter()
-        self.loop.run_until_complete(plan_for(self.pool, KnnQuery(K, MODEL_VERSION, None), np.ones(DIM)))
+        self.loop.run_until_complete(plan_for(self.pool, KnnQuery(K, MODEL_VERSION, None, memory_mb=memory_mb),
+                                              np.ones(DIM)))
         self.loop.run_until_complete(asyncio.gather(*refreshing(self.pool)))
         return time.perf_counter() - started
 
@@ -380,9 +383,10 @@ class Searcher:
             self.pool, q, k=K, model_version=MODEL_VERSION, brands=brands, ef_search=EF_SEARCH, **options))
         return (time.perf_counter() - started) * 1000, {h.id - 1 for h in hits}
 
-    def close(self) -> None:
+    def close(self, loop: bool = True) -> None:
         self.loop.run_until_complete(self.pool.close())
-        self.loop.close()
+        if loop:
+            self.loop.close()
 
 
 @dataclass(slots=True)
@@ -393,6 +397,7 @@ class Row:
     rows: int
     plan: str
     new: Series
+    means: Series
     skus: Series
     cells: Series
     old: Series
@@ -407,16 +412,20 @@ ANCHOR_EF = 200
 ANCHOR_FILTER = "~50% rows"
 ANCHOR_SQL = (f"SELECT id FROM sku_image_embeddings WHERE model_version = %s AND brand = ANY(%s) "
               f"ORDER BY embedding <=> %s LIMIT {K}")
+#: A memory cap that fits the bench's SKU vectors (92 MB) but not its photos (230 MB more).
+MEANS_MB = 128.0
 #: The ways of answering measured on every query: the SKU stage ranked in the process (the
-#: default), the SKU stage ranked by the server (the previous default), photo cells over
-#: PARALLEL connections (the design before), the global-index design.
-WAYS: dict[str, dict[str, Any]] = {"new": {}, "skus": {"memory_mb": 0},
+#: default), the same with the SKU means alone (no photos held; its own pool), the SKU stage
+#: ranked by the server (the previous default), photo cells over PARALLEL connections (the
+#: design before), the global-index design.
+WAYS: dict[str, dict[str, Any]] = {"new": {}, "means": {"memory_mb": MEANS_MB}, "skus": {"memory_mb": 0},
                                    "cells": {"use_skus": False, "parallel": PARALLEL, "memory_mb": 0},
                                    "old": {"use_cells": False, "memory_mb": 0}}
 
 
 def run(quick: bool) -> dict[str, dict[str, Any]]:
     """Measure and print; return the named figures."""
+    limit_blas_threads()  # as the gateway does at start-up (sku_memory.BLAS_THREADS)
     load_before = os.getloadavg()
     catalog = generate_catalog()
     url = database_url()
@@ -428,6 +437,11 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
     totals = {way: _series() for way in WAYS}
     server: list[float] = []
     searcher = Searcher(url)
+    lean = Searcher(url, searcher.loop)  # holds the SKU means alone
+
+    def by(way: str) -> Searcher:
+        return lean if way == "means" else searcher
+
     table: list[Row] = []
     naive_rows: list[float] = []
     naive_recall: list[float] = []
@@ -440,19 +454,20 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
         prewarm_s = prewarm(conn, catalog)
         forget_profile(conn)
         matrix_s = searcher.hold_matrix()
-        for options in WAYS.values():  # steady state: the pool's cached counts, prepared statements
+        means_s = lean.hold_matrix(MEANS_MB)
+        for way, options in WAYS.items():  # steady state: the pool's cached counts, prepared statements
             for _ in range(3):
-                searcher.timed(queries[0], None, **options)
+                by(way).timed(queries[0], None, **options)
         for name, brands in filter_sets(catalog):
             mask = None if brands is None else np.isin(catalog.brand_of_row, [brand_index[b] for b in brands])
             available = catalog.rows if mask is None else int(mask.sum())
             expected = min(K, available)
             truths = [set(exact_top(catalog, q, mask, K).tolist()) for q in queries]
             first = searcher.plan(queries[0], brands)
-            row = Row(name, available, describe(first), _series(), _series(), _series(), _series(), [])
+            row = Row(name, available, describe(first), _series(), _series(), _series(), _series(), _series(), [])
             for i, (q, truth) in enumerate(zip(queries, truths, strict=True)):
                 for way, options in WAYS.items():
-                    ms, got = searcher.timed(q, brands, **options)
+                    ms, got = by(way).timed(q, brands, **options)
                     getattr(row, way).add(ms, got, truth, expected)
                     totals[way].add(ms, got, truth, expected)
                 if ANCHOR_FILTER in name:
@@ -472,16 +487,18 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             conn.execute("SELECT id FROM sku_image_embeddings WHERE model_version = %s "
                          f"ORDER BY (embedding <=> %s) + 0 LIMIT {K}", (MODEL_VERSION, q)).fetchall()
             exact_ms.append((time.perf_counter() - started) * 1000)
+    lean.close(loop=False)
     searcher.close()
     load_after = os.getloadavg()
-    new, skus, cells, old = totals["new"], totals["skus"], totals["cells"], totals["old"]
+    new, means, skus, cells, old = totals["new"], totals["means"], totals["skus"], totals["cells"], totals["old"]
 
     print(f"\npgvector: {catalog.rows} rows × {DIM}; rows loaded in {build.load_s:.1f}s, search cells "
           f"trained + assigned and SKU vectors written in {build.cells_s:.1f}s, global HNSW m16/efc64 built in "
           f"{build.hnsw_s:.1f}s ({'cached' if build.reused else 'built now'}); prewarm {prewarm_s:.1f}s; "
           f"{n_queries} queries per filter, sku_rows {SKU_ROWS}, cell_rows {CELL_ROWS}; machine load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} cores)")
-    print(f"(default: the SKU stage ranked in the process, SKU matrix read in {matrix_s:.1f}s; skus: the SKU "
+    print(f"(default: the SKU stage ranked in the process by the SKU means and the held photos, read in "
+          f"{matrix_s:.1f}s (the SKU means alone: {means_s:.1f}s); skus: the SKU "
           f"stage ranked by the server, the previous default; photo cells: the design before, over {PARALLEL} "
           "connections; old: the global-index design — global HNSW, raised ef + over-fetch, exact fallback; "
           "srv: the default plan's statement inside the server)")
@@ -500,6 +517,9 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
     print(f"photo cells ({PARALLEL} connections): p50 {_percentile(cells.latency_ms, 50):.2f} ms, "
           f"p99 {_percentile(cells.latency_ms, 99):.2f} ms, recall {np.mean(cells.recall):.3f}, worst filter "
           f"{min(float(np.mean(r.cells.recall)) for r in table):.3f}")
+    print(f"SKU means alone in the process (no photos held): p50 {_percentile(means.latency_ms, 50):.2f} ms, "
+          f"p99 {_percentile(means.latency_ms, 99):.2f} ms, recall {np.mean(means.recall):.3f}, worst filter "
+          f"{min(float(np.mean(r.means.recall)) for r in table):.3f}")
     print(f"SKU stage in the server: p50 {_percentile(skus.latency_ms, 50):.2f} ms, "
           f"p99 {_percentile(skus.latency_ms, 99):.2f} ms, recall {np.mean(skus.recall):.3f}, worst filter "
           f"{min(float(np.mean(r.skus.recall)) for r in table):.3f}")
@@ -534,8 +554,18 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             "value": round(_percentile(cells.latency_ms, 99), 2),
             "unit": f"ms (photo cells over {PARALLEL} connections)",
             "baseline": "default, same run", "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
+        "pgvector_filtered_top50_p99_ms_sku_means": {
+            "value": round(_percentile(means.latency_ms, 99), 2),
+            "unit": "ms (the SKU means alone in the process, no photos held)",
+            "baseline": "default, same run", "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
+        "pgvector_filtered_top50_p50_ms_sku_means": {
+            "value": round(_percentile(means.latency_ms, 50), 2),
+            "unit": "ms (the SKU means alone in the process, no photos held)",
+            "baseline": "default, same run", "baseline_value": round(_percentile(new.latency_ms, 50), 2)},
         "pgvector_sku_memory_load_s": {
-            "value": round(matrix_s, 2), "unit": "s (reading 47,000 SKU vectors into the process)"},
+            "value": round(matrix_s, 2),
+            "unit": "s (reading 47,000 SKU and 235,000 photo vectors into the process)",
+            "baseline": "the SKU means alone", "baseline_value": round(means_s, 2)},
         "pgvector_filtered_top50_p99_ms_global_design": {
             "value": round(_percentile(old.latency_ms, 99), 2), "unit": "ms (global-index design)",
             "baseline": "default, same run", "baseline_value": round(_percentile(new.latency_ms, 99), 2)},

@@ -41,6 +41,7 @@ from unde.response_shapes import DetectResponse, GarmentTagsResponse, SearchResp
 from unde.retrieval.dual import DualRetrieval, Embedding, SearchQuery, XimilarHits
 from unde.retrieval.mall_brands import MallBrands
 from unde.retrieval.merge import Candidate
+from unde.retrieval.sku_memory import limit_blas_threads
 from unde.retrieval.sources import (
     embed_crop,
     pgvector_candidates,
@@ -56,6 +57,7 @@ SERVICE = "vision_gateway"
 SETTINGS = load_settings(VisionGatewaySettings)
 configure_logging(SERVICE, SETTINGS.log_level)
 log = logging.getLogger(SERVICE)
+limit_blas_threads()  # the in-process SKU stage's products are small; see sku_memory.BLAS_THREADS
 
 JSON_LIMIT = int(SETTINGS.image_max_bytes * 1.4) + 65_536  # one base64 image plus slack
 UPSTREAM_MAX_SIDE = 1600  # larger photos are downscaled before going to Ximilar/the embedder

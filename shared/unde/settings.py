@@ -157,9 +157,10 @@ class VisionGatewaySettings(CommonSettings, DatabaseSettings):
     #: photos (recall vs latency; see unde.retrieval.sku_cells and bench/pgvector.py).
     search_sku_rows: int = Field(1600, ge=100, le=100_000)
     #: Largest SKU matrix (MB) a gateway process holds to rank the SKU stage itself, re-read in
-    #: the background when the catalog changes (47K SKUs × 512: 92 MB); 0: the database ranks
-    #: the SKU vectors (see unde.retrieval.sku_memory and bench/pgvector.py).
-    search_sku_memory_mb: float = Field(256.0, ge=0, le=8192)
+    #: the background when the catalog changes: SKU vectors and photo vectors (47K SKUs and
+    #: 235K photos × 512: 322 MiB), the SKU vectors alone when only they fit (92 MiB); 0: the
+    #: database ranks the SKU vectors (see unde.retrieval.sku_memory and bench/pgvector.py).
+    search_sku_memory_mb: float = Field(512.0, ge=0, le=8192)
     #: Connections one pgvector search spreads its cell scan over (the DB scans them on as many
     #: cores); the production pool is sized for it.
     search_parallel: int = Field(2, ge=1, le=8)

@@ -164,7 +164,7 @@ def test_accept_rules() -> None:
 def test_cells_sql_scans_the_cells_and_the_unassigned_rows_exactly() -> None:
     plan = SearchPlan("cells", limit=K, cells=(1, 3), n_cells=4)
     sql_text = text(plan, model="v'1")
-    assert sql_text.count("(embedding <=> %(q)s) + 0 AS distance") == 2  # no HNSW index scan
+    assert sql_text.count("(embedding <=> %(q)b) + 0 AS distance") == 2  # no HNSW index scan
     assert "cell = ANY(%(cells)s::int4[])" in sql_text and "(cell IS NULL OR cell >= 4)" in sql_text
     assert " UNION ALL " in sql_text and "ORDER BY distance, id LIMIT 50)" in sql_text
     # the scan ranks (id, distance) only; the k winners are joined to their rows afterwards
@@ -179,12 +179,12 @@ def test_cells_sql_scans_the_cells_and_the_unassigned_rows_exactly() -> None:
 
 def test_exact_and_global_sql() -> None:
     exact = text(SearchPlan("exact", limit=K))
-    assert "SELECT id, (embedding <=> %(q)s) + 0 AS distance" in exact and "cell" not in exact
+    assert "SELECT id, (embedding <=> %(q)b) + 0 AS distance" in exact and "cell" not in exact
     assert "ORDER BY distance, id LIMIT 50)" in exact and exact.endswith("ORDER BY hits.distance, hits.id")
     assert settings_sql(SearchPlan("exact", limit=K)) == []
     plan = SearchPlan("global", limit=2 * K, ef=442)
     over = text(plan, filtered=False)
-    assert "ORDER BY embedding <=> %(q)s LIMIT 100" in over and "+ 0" not in over
+    assert "ORDER BY embedding <=> %(q)b LIMIT 100" in over and "+ 0" not in over
     assert "brand = ANY" not in over and "MATERIALIZED" not in over
     assert settings_sql(plan) == [("hnsw.ef_search", "442")]
     iterative = SearchPlan("global", limit=K, ef=200, iterative=True)
@@ -228,7 +228,7 @@ def test_skus_sql_ranks_candidate_skus_then_all_their_photos() -> None:
     assert sql_text.startswith("WITH skus AS MATERIALIZED (SELECT s.brand, s.sku_id FROM unnest(%(pair_cells)s"
                                "::int4[], %(pair_brands)s::text[]) AS k(cell, brand) JOIN sku_embeddings AS s "
                                "ON s.model_version = 'v''1' AND s.cell = k.cell AND s.brand = k.brand "
-                               "ORDER BY (s.embedding <=> %(q)s) + 0, s.brand, s.sku_id LIMIT 150), "
+                               "ORDER BY (s.embedding <=> %(q)b) + 0, s.brand, s.sku_id LIMIT 150), "
                                "hits AS MATERIALIZED (")
     assert "JOIN sku_image_embeddings AS p ON p.model_version = 'v''1' AND p.brand = skus.brand" in sql_text
     assert "ORDER BY distance, id LIMIT 50)" in sql_text and sql_text.endswith("ORDER BY hits.distance, hits.id")
@@ -237,7 +237,7 @@ def test_skus_sql_ranks_candidate_skus_then_all_their_photos() -> None:
     assert "WHERE s.model_version = 'm1' AND s.cell = ANY(%(cells)s::int4[]) ORDER BY" in unfiltered
     assert "brand = ANY" not in unfiltered and "pair_" not in unfiltered
     with_new = text(SearchPlan("skus", limit=K, cells=(0,), n_cells=4, candidates=150, unknown=("n",)))
-    assert "UNION ALL (SELECT id, (embedding <=> %(q)s) + 0 AS distance FROM sku_image_embeddings" in with_new
+    assert "UNION ALL (SELECT id, (embedding <=> %(q)b) + 0 AS distance FROM sku_image_embeddings" in with_new
     assert with_new.count("brand = ANY(%(unknown)s)") == 1
     assert settings_sql(plan) == []
     assert accept(plan, K, K, 10_000) and not accept(plan, K - 1, K, 10_000) and accept(plan, 30, K, 30)

@@ -13,8 +13,9 @@ How this module answers: by default in two stages over the model version's IVF c
 filter's SKU vectors (`unde.retrieval.sku_cells`: the mean of each SKU's photos) in the cells
 nearest to the query, then every photo of the best 3·k of those SKUs ranked by true distance;
 never short, recall@50 ≈ 0.995 from one brand to all of them. On a pool the first stage runs
-in this process once it holds the SKU vectors (`unde.retrieval.sku_memory`), and the server
-only ranks the chosen SKUs' photos. A brand whose SKU vectors lag
+in this process once it holds the SKU and photo vectors (`unde.retrieval.sku_memory`: the SKU
+means, then the held photos keep only the SKUs that can own one of the k best photos), and the
+server only ranks the chosen SKUs' photos. A brand whose SKU vectors lag
 behind its photos is served by the photo cells (`unde.retrieval.cells`: the filter's photos in
 the nearest cells, ranked by true distance); filters keeping few rows are scanned exactly;
 before a model version has cells, the global HNSW index serves (iterative scans on pgvector ≥

@@ -8,9 +8,10 @@ connection (stale-while-revalidate), so no search waits for a refresh. A cache o
 `STALE_LIMIT_S` is never served (an idle pod reloads inline). Results stay correct with stale
 counts: a result shorter than the counts promise re-reads them (`expire`) and re-plans.
 
-On a pool the model version's SKU vectors are also held in memory (`unde.retrieval.sku_memory`)
-when they fit in the `memory_mb` the caller allows: read by a background task whenever the
-counts bring a new SKU signature (or the matrix grew old), and served only while they match it.
+On a pool the model version's SKU and photo vectors are also held in memory
+(`unde.retrieval.sku_memory`) when they fit in the `memory_mb` the caller allows (the SKU
+vectors alone when only they fit): read by a background task whenever the counts bring a new
+SKU signature (or the matrix grew old), and served only while they match it.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import numpy as np
 from psycopg import AsyncConnection, Connection
 from psycopg_pool import AsyncConnectionPool
 
-from unde.metrics import MEMORY_SKUS
+from unde.metrics import MEMORY_PHOTOS, MEMORY_SKUS
 from unde.retrieval.cells import CELL_COUNTS_SQL, CENTROIDS_SQL, CellStats, as_array, stats_from_rows
 from unde.retrieval.knn_plan import GLOBAL_INDEX, GLOBAL_SQL, INDEX_ROWS_SQL, VERSION_SQL, Catalog, parse_version
 from unde.retrieval.sku_cells import SKU_COUNTS_SQL, SkuCounts, sku_counts
-from unde.retrieval.sku_memory import MATRIX_MAX_AGE_S, SkuMatrix, load_matrix, matrix_bytes
+from unde.retrieval.sku_memory import MATRIX_MAX_AGE_S, CatalogMoved, SkuMatrix, load_matrix, matrix_bytes
 
 log = logging.getLogger(__name__)
 
@@ -121,19 +122,24 @@ async def _refresh(owner: AsyncConnectionPool, profile: _Profile, model_version:
 
 
 async def _load_matrix(owner: AsyncConnectionPool, profile: _Profile, model_version: str,
-                       skus: SkuCounts) -> None:
+                       skus: SkuCounts, keep_photos: bool) -> None:
     started = time.perf_counter()
     try:
         async with owner.connection() as conn:
             matrix = await load_matrix(conn, model_version, len(skus.cells.centroids),
-                                       skus.cells.centroids.shape[1], skus.signature)
+                                       skus.cells.centroids.shape[1], skus.signature, skus.total,
+                                       sum(skus.photos.values()), keep_photos)
         profile.matrices[model_version] = matrix
         entry = profile.catalogs.get(model_version)
         if entry is not None:  # searches see it at once (memory_ready checks the signature)
             profile.catalogs[model_version] = (entry[0], replace(entry[1], memory=matrix))
+        held = len(matrix.photo_vectors) if matrix.photo_vectors is not None else 0
         MEMORY_SKUS.labels(model_version).set(len(matrix.vectors))
-        log.info("holding %d SKU vectors of %s in memory (%.0f MB), read in %.2f s", len(matrix.vectors),
-                 model_version, matrix.nbytes / 2**20, time.perf_counter() - started)
+        MEMORY_PHOTOS.labels(model_version).set(held)
+        log.info("holding %d SKU and %d photo vectors of %s in memory (%.0f MB), read in %.2f s",
+                 len(matrix.vectors), held, model_version, matrix.nbytes / 2**20, time.perf_counter() - started)
+    except CatalogMoved as moved:  # the next count refresh brings the new counts and retries
+        log.info("reading the SKU vectors of %s into memory stopped: %s", model_version, moved)
     except Exception:  # searches keep the server-side SKU stage; the next count refresh retries
         log.warning("reading the SKU vectors of %s into memory failed", model_version, exc_info=True)
     finally:
@@ -143,21 +149,28 @@ async def _load_matrix(owner: AsyncConnectionPool, profile: _Profile, model_vers
 def _keep_matrix(owner: AsyncConnectionPool, profile: _Profile, model_version: str, catalog: Catalog,
                  memory_mb: float) -> None:
     """Start reading the SKU matrix when the catalog's SKU counts are newer than the one held
-    (or it is old) and it fits in `memory_mb`; drop the one held when it no longer fits."""
+    (or it is old) and it fits in `memory_mb` (with the photo vectors when they fit too); drop
+    the one held when it no longer fits."""
     skus = catalog.skus
     if memory_mb <= 0 or skus is None or model_version in profile.loading:
         return
     held = profile.matrices.get(model_version)
     if held is not None and held.signature == skus.signature and time.monotonic() - held.loaded_at < MATRIX_MAX_AGE_S:
         return
-    rows = sum(int(per_cell.sum()) for per_cell in skus.cells.per_brand.values())
-    if matrix_bytes(rows, skus.cells.centroids.shape[1]) > memory_mb * 2**20:
+    rows, photos, dim = skus.total, sum(skus.photos.values()), skus.cells.centroids.shape[1]
+    if matrix_bytes(rows, dim) > memory_mb * 2**20:
         if profile.matrices.pop(model_version, None) is not None:
             MEMORY_SKUS.labels(model_version).set(0)
+            MEMORY_PHOTOS.labels(model_version).set(0)
         log.info("%d SKU vectors of %s exceed the %.1f MB allowed in memory: the server ranks them",
                  rows, model_version, memory_mb)
         return
-    profile.loading[model_version] = asyncio.create_task(_load_matrix(owner, profile, model_version, skus))
+    keep_photos = matrix_bytes(rows, dim, photos) <= memory_mb * 2**20
+    if not keep_photos:
+        log.info("%d photo vectors of %s exceed the %.1f MB allowed in memory: only the SKU vectors are held",
+                 photos, model_version, memory_mb)
+    profile.loading[model_version] = asyncio.create_task(
+        _load_matrix(owner, profile, model_version, skus, keep_photos))
 
 
 async def catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: str, memory_mb: float = 0) -> Catalog:

@@ -229,10 +229,11 @@ def accept(plan: SearchPlan, rows: int, k: int, kept: int) -> bool:
 
 
 def search_sql(plan: SearchPlan, model_version: str, filtered: bool, part: int = 0) -> sql.Composed:
-    """The statement of a plan (of one of its `parts` for a cells plan). Parameters: q
-    [, brands] [, cells: that part's cells (cells, unfiltered skus plans)] [, pair_cells and
-    pair_brands: `plan.pairs` (filtered skus plans)] [, sku_brands and sku_ids: `plan.chosen`
-    (memory plans)] [, unknown: `plan.unknown`].
+    """The statement of a plan (of one of its `parts` for a cells plan). Parameters: q (sent in
+    binary: no text formatting of 512 floats on either side) [, brands] [, cells: that part's
+    cells (cells, unfiltered skus plans)] [, pair_cells and pair_brands: `plan.pairs` (filtered
+    skus plans)] [, sku_brands and sku_ids: `plan.chosen` (memory plans)] [, unknown:
+    `plan.unknown`].
 
     Exact, cells and skus statements rank in two steps: the scan yields only ``(id, distance)``
     and the k winners are then joined to their rows (no wide tuples through the sort). A skus
@@ -246,14 +247,14 @@ def search_sql(plan: SearchPlan, model_version: str, filtered: bool, part: int =
     where = sql.SQL("model_version = {} AND embedding IS NOT NULL").format(sql.Literal(model_version))
     member = sql.SQL(" AND brand = ANY(%(brands)s)") if filtered else sql.SQL("")
     if plan.kind == "global":
-        order = sql.SQL("embedding <=> %(q)s")
-        inner = sql.SQL("SELECT {cols}, embedding <=> %(q)s AS distance "
+        order = sql.SQL("embedding <=> %(q)b")
+        inner = sql.SQL("SELECT {cols}, embedding <=> %(q)b AS distance "
                         "FROM sku_image_embeddings WHERE {where}{member} ORDER BY {order} LIMIT {limit}").format(
             cols=_columns(), where=where, member=member, order=order, limit=sql.Literal(plan.limit))
         if plan.iterative:
             return sql.SQL("WITH hits AS MATERIALIZED ({}) SELECT * FROM hits ORDER BY distance, id").format(inner)
         return inner
-    arm = sql.SQL("SELECT id, (embedding <=> %(q)s) + 0 AS distance FROM sku_image_embeddings "
+    arm = sql.SQL("SELECT id, (embedding <=> %(q)b) + 0 AS distance FROM sku_image_embeddings "
                   "WHERE {where}{cond}")
     if plan.kind in ("skus", "memory"):
         return _skus_sql(plan, model_version, arm.format(where=where, cond=sql.SQL(" AND brand = ANY(%(unknown)s)")),
@@ -296,7 +297,7 @@ def _chosen_skus(plan: SearchPlan, model_version: str, filtered: bool) -> sql.Co
         source = sql.SQL("sku_embeddings AS s WHERE s.model_version = {mv} "
                          "AND s.cell = ANY(%(cells)s::int4[])").format(mv=version)
     return sql.SQL("skus AS MATERIALIZED (SELECT s.brand, s.sku_id FROM {source} "
-                   "ORDER BY (s.embedding <=> %(q)s) + 0, s.brand, s.sku_id LIMIT {candidates}), ").format(
+                   "ORDER BY (s.embedding <=> %(q)b) + 0, s.brand, s.sku_id LIMIT {candidates}), ").format(
         source=source, candidates=sql.Literal(plan.candidates))
 
 
@@ -305,7 +306,7 @@ def _skus_sql(plan: SearchPlan, model_version: str, unknown_arm: sql.Composable,
     """A skus plan: the filter's SKU vectors in the plan's cells, the best `candidates` of them
     (a memory plan: the SKUs it chose), every photo of those (plus every photo of brands the
     cached counts do not know), best k."""
-    photos = sql.SQL("SELECT p.id, (p.embedding <=> %(q)s) + 0 AS distance FROM skus "
+    photos = sql.SQL("SELECT p.id, (p.embedding <=> %(q)b) + 0 AS distance FROM skus "
                      "JOIN sku_image_embeddings AS p ON p.model_version = {mv} AND p.brand = skus.brand "
                      "AND p.sku_id = skus.sku_id WHERE p.embedding IS NOT NULL").format(
         mv=sql.Literal(model_version))

@@ -9,7 +9,8 @@ the filter's SKUs in its nearest cells by that mean until it has covered `SKU_RO
 keeps the best `CANDIDATES_PER_K` × k, then ranks every photo of those SKUs by its true
 distance. ≈ 1,600 SKU vectors + ≈ 750 photos find the true top-50 photos as well as 5,000
 photos did (recall@50 ≈ 0.995, every filter ≥ 0.98 in the bench). A gateway process that holds
-the SKU vectors ranks this first stage itself (`unde.retrieval.sku_memory`).
+the SKU and photo vectors ranks this first stage itself and hands the server ≈ 30 SKUs
+(`unde.retrieval.sku_memory`).
 
 Consistency: a SKU row records how many photo rows its mean covers (`photos`). The planner
 uses the SKU stage for a brand only when the SKU rows of that brand cover exactly as many
@@ -132,6 +133,11 @@ class SkuCounts:
     def complete(self, brands: Iterable[str], photo_counts: Mapping[str, int]) -> bool:
         """Do the SKU rows of every one of `brands` cover all of its photos?"""
         return covers(self.photos, brands, photo_counts)
+
+    @property
+    def total(self) -> int:
+        """SKU rows in valid cells."""
+        return sum(int(per_cell.sum()) for per_cell in self.cells.per_brand.values())
 
     def probe(self, q: np.ndarray, brands: Sequence[str] | None, rows: int) -> tuple[int, ...]:
         return self.cells.probe(q, brands, rows)
