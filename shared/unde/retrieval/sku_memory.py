@@ -14,11 +14,14 @@ caps it, and a cap that fits only the SKU vectors keeps those alone.
 Consistency: a matrix serves only while it was read for the SKU counts the planner holds (the
 same `SkuCounts.signature`, which covers the centroids too), and, as in the server-side SKU
 stage, only for brands whose loaded photos are exactly as many as the brand has
-(`SkuMatrix.complete`); any other search runs the server-side SKU stage, which reads the current
-rows. Every photo of the chosen SKUs is read and ranked by the server, so a photo added to a
-chosen SKU is ranked at once. Whenever a count refresh (`knn_catalog`) brings new SKU counts, or
-the matrix is older than `MATRIX_MAX_AGE_S`, the matrix is re-read in the background, a few
-cells per statement so the event loop is never held for long.
+(`SkuMatrix.complete`); any other search runs the server-side SKU stage, which reads the
+current rows. Every photo of the chosen SKUs is read and ranked by the server, so a photo added
+to a chosen SKU is ranked at once (a photo added to any SKU also changes the counts, so
+searches fall back to the server until the re-read); only a photo replaced by another of the
+same SKU, which leaves every count as it was, waits for the hourly re-read to steer the choice.
+Whenever a count refresh (`knn_catalog`) brings new SKU counts, or the matrix is older than
+`MATRIX_MAX_AGE_S`, the matrix is re-read in the background, a few cells per statement so the
+event loop is never held for long.
 """
 
 from __future__ import annotations
