@@ -122,13 +122,13 @@ async def _refresh(owner: AsyncConnectionPool, profile: _Profile, model_version:
 
 
 async def _load_matrix(owner: AsyncConnectionPool, profile: _Profile, model_version: str,
-                       skus: SkuCounts, keep_photos: bool) -> None:
+                       skus: SkuCounts, photos: int, keep_photos: bool) -> None:
     started = time.perf_counter()
     try:
         async with owner.connection() as conn:
             matrix = await load_matrix(conn, model_version, len(skus.cells.centroids),
                                        skus.cells.centroids.shape[1], skus.signature, skus.total,
-                                       sum(skus.photos.values()), keep_photos)
+                                       photos, keep_photos)
         profile.matrices[model_version] = matrix
         entry = profile.catalogs.get(model_version)
         if entry is not None:  # searches see it at once (memory_ready checks the signature)
@@ -157,7 +157,9 @@ def _keep_matrix(owner: AsyncConnectionPool, profile: _Profile, model_version: s
     held = profile.matrices.get(model_version)
     if held is not None and held.signature == skus.signature and time.monotonic() - held.loaded_at < MATRIX_MAX_AGE_S:
         return
-    rows, photos, dim = skus.total, sum(skus.photos.values()), skus.cells.centroids.shape[1]
+    # every photo of the model version: what the matrix can hold at most (SKU rows whose photo
+    # count lags, which the next drain repairs, must not make the read fail)
+    rows, photos, dim = skus.total, sum(catalog.counts.values()), skus.cells.centroids.shape[1]
     if matrix_bytes(rows, dim) > memory_mb * 2**20:
         if profile.matrices.pop(model_version, None) is not None:
             MEMORY_SKUS.labels(model_version).set(0)
@@ -170,7 +172,7 @@ def _keep_matrix(owner: AsyncConnectionPool, profile: _Profile, model_version: s
         log.info("%d photo vectors of %s exceed the %.1f MB allowed in memory: only the SKU vectors are held",
                  photos, model_version, memory_mb)
     profile.loading[model_version] = asyncio.create_task(
-        _load_matrix(owner, profile, model_version, skus, keep_photos))
+        _load_matrix(owner, profile, model_version, skus, photos, keep_photos))
 
 
 async def catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: str, memory_mb: float = 0) -> Catalog:
