@@ -248,8 +248,9 @@ async def knn_images(conn_or_pool: AsyncConnection[Any] | AsyncConnectionPool, v
     design, kept as the benchmark's baseline); `parallel`: with a pool, a cells plan's scan is
     split over that many connections at once (size the pool for it); `sku_rows`: SKU vectors a
     skus plan ranks; `use_skus=False` ranks photos in the cells instead (the previous design);
-    `memory_mb`: with a pool, the SKU vectors are held and ranked in this process when they fit
-    (`unde.retrieval.sku_memory`; 0: the server ranks them).
+    `memory_mb`: with a pool, the SKU vectors (and the photo vectors, when they fit too) are held
+    and ranked in this process when they fit (`unde.retrieval.sku_memory`; 0: the server ranks
+    them).
     """
     query = KnnQuery(k, model_version, brands, ef_search, cell_rows, use_cells, max(1, parallel),
                      sku_rows, use_skus, memory_mb)

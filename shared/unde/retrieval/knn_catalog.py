@@ -133,17 +133,24 @@ async def _load_matrix(owner: AsyncConnectionPool, profile: _Profile, model_vers
         entry = profile.catalogs.get(model_version)
         if entry is not None:  # searches see it at once (memory_ready checks the signature)
             profile.catalogs[model_version] = (entry[0], replace(entry[1], memory=matrix))
-        held = len(matrix.photo_vectors) if matrix.photo_vectors is not None else 0
-        MEMORY_SKUS.labels(model_version).set(len(matrix.vectors))
-        MEMORY_PHOTOS.labels(model_version).set(held)
+        skus_held, photos_held = _report(model_version, matrix)
         log.info("holding %d SKU and %d photo vectors of %s in memory (%.0f MB), read in %.2f s",
-                 len(matrix.vectors), held, model_version, matrix.nbytes / 2**20, time.perf_counter() - started)
+                 skus_held, photos_held, model_version, matrix.nbytes / 2**20, time.perf_counter() - started)
     except CatalogMoved as moved:  # the next count refresh brings the new counts and retries
         log.info("reading the SKU vectors of %s into memory stopped: %s", model_version, moved)
     except Exception:  # searches keep the server-side SKU stage; the next count refresh retries
         log.warning("reading the SKU vectors of %s into memory failed", model_version, exc_info=True)
     finally:
         profile.loading.pop(model_version, None)
+
+
+def _report(model_version: str, matrix: SkuMatrix | None) -> tuple[int, int]:
+    """Set the memory gauges for the matrix now held (None: none); its (SKUs, photos)."""
+    skus = len(matrix.vectors) if matrix is not None else 0
+    photos = len(matrix.photo_vectors) if matrix is not None and matrix.photo_vectors is not None else 0
+    MEMORY_SKUS.labels(model_version).set(skus)
+    MEMORY_PHOTOS.labels(model_version).set(photos)
+    return skus, photos
 
 
 def _keep_matrix(owner: AsyncConnectionPool, profile: _Profile, model_version: str, catalog: Catalog,
@@ -162,8 +169,7 @@ def _keep_matrix(owner: AsyncConnectionPool, profile: _Profile, model_version: s
     rows, photos, dim = skus.total, sum(catalog.counts.values()), skus.cells.centroids.shape[1]
     if matrix_bytes(rows, dim) > memory_mb * 2**20:
         if profile.matrices.pop(model_version, None) is not None:
-            MEMORY_SKUS.labels(model_version).set(0)
-            MEMORY_PHOTOS.labels(model_version).set(0)
+            _report(model_version, None)
         log.info("%d SKU vectors of %s exceed the %.1f MB allowed in memory: the server ranks them",
                  rows, model_version, memory_mb)
         return
@@ -177,7 +183,7 @@ def _keep_matrix(owner: AsyncConnectionPool, profile: _Profile, model_version: s
 
 async def catalog_async(owner: Any, conn: AsyncConnection[Any], model_version: str, memory_mb: float = 0) -> Catalog:
     """The cached catalog of `model_version` (read on `conn` when missing or too old). On a
-    pool, `memory_mb` > 0 lets the model version's SKU vectors be held in memory."""
+    pool, `memory_mb` > 0 lets the model version's SKU (and photo) vectors be held in memory."""
     profile = _profiles.setdefault(owner, _Profile())
     entry = profile.catalogs.get(model_version)
     if entry is not None:

@@ -1,6 +1,6 @@
 """Plans for the mall-filtered top-k query: which way to answer, and its SQL.
 
-Four kinds of plan (see `unde.retrieval.knn`, `unde.retrieval.cells` and
+Five kinds of plan (see `unde.retrieval.knn`, `unde.retrieval.cells` and
 `unde.retrieval.sku_cells` for why):
 
 * ``exact`` — every row the filter keeps, ranked by true distance: filters keeping at most
@@ -9,9 +9,10 @@ Four kinds of plan (see `unde.retrieval.knn`, `unde.retrieval.cells` and
 * ``skus`` — the filter's SKU vectors in the cells nearest to the query, ranked by distance;
   every photo of the best ``candidates`` SKUs ranked by true distance. The default once the
   model version has cells and the SKU vectors cover every photo of the filter's brands.
-* ``memory`` — a skus plan whose SKU stage ran in this process (`unde.retrieval.sku_memory`):
-  the statement ranks only the photos of the chosen SKUs. The default once the process holds
-  the model version's SKU vectors and they cover every photo of the filter's brands.
+* ``memory`` — a skus plan whose SKU stage ran in this process (`unde.retrieval.sku_memory`:
+  the SKU means, then the held photos): the statement ranks only the photos of the chosen SKUs.
+  The default once the process holds the model version's SKU vectors and they cover every
+  photo of the filter's brands.
 * ``cells`` — the filter's photos in the cells nearest to the query, ranked by true distance,
   plus every photo not yet assigned to a cell. When the SKU vectors are incomplete.
 * ``global`` — the global HNSW index with the filter applied after it: only before the model
