@@ -16,13 +16,14 @@ import httpx
 import psycopg
 import pytest
 
+from tests.ports import port_shift
 from unde import devstack
 from unde.commands.demo import index_via_function
 from unde.commands.recognize import post_photo
 from unde.db.embedded import DatabaseUrls
 from unde.synthetic.seed import seed_dataset
 
-OFFSET = 1000  # beside a developer's own dev stack on the default ports
+OFFSET = 1000 + port_shift()  # beside a developer's own dev stack on the default ports
 REQUEST_ID = "5f0c6e2a-1d1b-4c1e-9d0e-000000000001"
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from tests.ports import port_shift
 from tests.reliability import report
 from tests.reliability.indexing_chaos import run_indexing_chaos
 from tests.reliability.load import run_load
@@ -21,7 +22,7 @@ from tests.reliability.pg import dedicated_server
 from tests.reliability.scenarios import ScenarioResult, full_scenarios, run_scenario
 from tests.reliability.stack import ReliabilityStack, StackConfig
 
-OFFSET = 1600  # ports 9700–9704 and 9690: beside a dev stack (0) and the integration test (1000)
+OFFSET = 1600 + port_shift()  # ports 9700–9704 and 9690: beside a dev stack (0) and the integration test (1000)
 
 
 def scenario_row(result: ScenarioResult) -> report.Row:

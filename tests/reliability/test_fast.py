@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import port_shift
 from tests.reliability.scenarios import Scenario, fast_scenarios, run_scenario
 from tests.reliability.stack import ReliabilityStack, StackConfig
 
-OFFSET = 1500  # its own ports: beside a dev stack, the integration test and the full suite
+OFFSET = 1500 + port_shift()  # its own ports: beside a dev stack, the integration test and the full suite
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.ports import port_shift
 from tests.reliability import report
 from tests.reliability.__main__ import run_suite
 
 
 @pytest.mark.slow
 def test_full_reliability_suite() -> None:
-    rows, notes = run_suite(quick=True, log=print, offset=1650)  # beside a `make reliability` run
+    rows, notes = run_suite(quick=True, log=print, offset=1650 + port_shift())  # beside a `make reliability` run
     print(report.render(rows, notes))
     broken = {row.scenario: row.problems for row in rows if not row.ok}
     assert not broken, broken
