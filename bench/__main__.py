@@ -19,6 +19,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from bench.common import stop_cached_servers
+
 RESULTS = Path(__file__).parent / "results.json"
 BENCHMARKS = (
     "availability",
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             failed.append(name)
             continue
+        finally:
+            stop_cached_servers()  # no embedded PostgreSQL outlives its benchmark
         results.update(figures)
         print(f"== {name}: {len(figures)} figures in {time.perf_counter() - started:.0f}s", flush=True)
     results["machine_cores"] = {"value": os.cpu_count(), "unit": "cores"}

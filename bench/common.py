@@ -35,6 +35,19 @@ def print_table(title: str, rows: list[tuple[str, Any, str]]) -> None:
         print(f"  {name:<{width}}  {shown} {unit}")
 
 
+def stop_cached_servers() -> list[Path]:
+    """Stop every embedded server a benchmark started under bench/.cache (their data stays for
+    the next run); returns the data dirs stopped."""
+    from unde.db.embedded import stop_embedded
+
+    stopped = []
+    for pid_file in sorted(CACHE.rglob("pg/postmaster.pid")):
+        data_dir = pid_file.parent.parent
+        if stop_embedded(data_dir):
+            stopped.append(data_dir)
+    return stopped
+
+
 def bench_database(cache_name: str, dbname: str, target: str) -> str:
     """A migrated database on an embedded server cached under bench/.cache/<cache_name>."""
     from unde.db.embedded import embedded_base_url, ensure_database, with_database

@@ -48,7 +48,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
 
-from unde.db.embedded import embedded_base_url, ensure_database, stop_embedded, with_database
+from unde.db.embedded import embedded_base_url, ensure_database, restart_embedded, with_database
 from unde.db.migrate import apply_migrations
 from unde.db.pool import open_pool
 from unde.retrieval.cells import CELL_ROWS, CellReport, ensure_cells
@@ -179,13 +179,8 @@ def database_url() -> str:
                      if (current[name] or [None])[0] != value]
             for name in stale:
                 conn.execute(f"ALTER SYSTEM SET {name} = '{SERVER_SETTINGS[name]}'")
-        if stale:  # settings need a restart; pgserver re-starts it on the next get_server
-            import pgserver
-
-            stop_embedded(CACHE)
-            server = pgserver.get_server(CACHE / "pg", cleanup_mode=None)
-            server.ensure_postgres_running()
-            admin = str(server.get_uri())
+        if stale:  # settings need a restart
+            admin = restart_embedded(CACHE)
     ensure_database(admin, DB_NAME)
     return with_database(admin, DB_NAME)
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real embedded PostgreSQL 16 + pgvector for the whole session.
+"""Shared fixtures: a real embedded PostgreSQL 18 + pgvector 0.8 for the whole session.
 
 Each test that asks for `production_url` / `staging_url` gets a fresh database cloned from a
 template that already has the migrations applied (cloning takes milliseconds).

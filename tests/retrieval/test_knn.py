@@ -321,6 +321,7 @@ async def test_rows_with_an_unknown_cell_are_found(knn_clone_url: str, catalog: 
 
 # --- model versions without cells ---------------------------------------------------------------
 
+@pytest.mark.xfail(strict=True, reason="the hand-built engine plans for pgvector 0.6; retired in issue 16")
 async def test_model_versions_never_leak_and_untrained_ones_are_exact(loaded_url: str, catalog: Catalog) -> None:
     """OTHER's rows are copies of MODEL rows (same vectors): each version only ever answers
     with its own. OTHER has no cells and too few rows for the global index: exact scans."""
@@ -336,6 +337,7 @@ async def test_model_versions_never_leak_and_untrained_ones_are_exact(loaded_url
                 assert all(h.id <= N_MODEL for h in mine)
 
 
+@pytest.mark.xfail(strict=True, reason="the hand-built engine plans for pgvector 0.6; retired in issue 16")
 async def test_without_cells_the_global_index_serves_unfiltered_queries(
         loaded_url: str, catalog: Catalog) -> None:
     """use_cells=False (the model version before training): the global HNSW index with raised

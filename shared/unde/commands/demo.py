@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from unde.synthetic.seed import seed_dataset
 
     settings = tool_settings()
-    print("1/5 databases: embedded PostgreSQL 16 + pgvector (production and staging)")
+    print("1/5 databases: embedded PostgreSQL 18 + pgvector 0.8 (production and staging)")
     urls = database_urls(settings)
     for target, url in (("production", urls.production), ("staging", urls.staging)):
         print("    " + apply_migrations(url, target, settings.sql_dir).summary())  # type: ignore[arg-type]
