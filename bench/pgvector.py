@@ -1,45 +1,31 @@
-"""pgvector at 235K catalog photos × 512: index build, and the mall-filtered top-50 query.
+"""The catalog search (`unde.retrieval.search`) at the production shape, against the exact answer.
 
-What is measured (one run, one machine): build time of the global HNSW index (m 16,
-ef_construction 64) and of the search cells with the SKU vectors
-(`unde.retrieval.cells.ensure_cells`: k-means on a 50K sample, every photo assigned, every
-SKU's mean vector written); for brand filters keeping from one brand to all of them, the
-latency (p50/p99 client side, after warm-up searches, and a server-side EXPLAIN ANALYZE sample
-of the chosen plan, which separates the machine's load and client overhead from the query),
-the rows returned and recall@50 of `unde.retrieval.knn.knn_images` (the default: the SKU stage
-ranked in the process by the SKU means and the held photos, `unde.retrieval.sku_memory`, then
-the chosen SKUs' photos in the server) against the exact top-50 (computed in numpy over the
-same float32 vectors, filter applied first). Baselines in the same run, on the same queries:
-the SKU means alone in the process (a pool whose memory cap fits no photos), the SKU stage
-ranked by the server (`memory_mb=0`, the previous default), the photo cells (`use_skus=False`, split over 2
-connections), the global-index design (`use_cells=False`: the
-global HNSW with raised ef + over-fetch, escalation and an exact fallback), the naive filtered
-HNSW query at ef_search 40, and the exact scan. The exact answers are computed before the timed
-loop, so the numpy scan of 480 MB does not evict the server's caches between timed queries. The
-machine's load average is printed with the figures.
+The production query: the 50 SKUs nearest to a street crop among the brands of the shopper's
+mall, each SKU scored by its best photo. Measured on one embedded PostgreSQL 18 + pgvector 0.8:
+- the catalog: 47K SKUs of 1–7 photos each (≈ 235K photos × 512), one brand of single-photo
+  SKUs, 40 Zipf-sized brands; CLIP-like vectors ``a·cone + b·category + c·style + d·sku +
+  e·photo`` (random pairs ≈ 0.45 cosine, same-SKU photos ≈ 0.9; each brand designs in 15 of
+  120 styles, so neighbourhoods are brand-homogeneous, the hard case for a filtered index);
+- street-like queries: a SKU's direction plus three times the photo noise, from any brand;
+- filters from the smallest brand through the single-photo brand, a median and the largest
+  brand, malls of ~10 %, ~30 % and ~70 % of the rows, to no filter;
+- the truth: every SKU's best photo by exact cosine in numpy, the 50 best SKUs.
+Figures: SKU recall@50 (mean, worst single query over all filters), the fewest SKUs returned
+where the filter holds ≥ 50, p50/p99 latency at the client over all filters together, the
+index build time; the same-run baseline is the exact search in PostgreSQL (every photo of the
+filter ranked, best per SKU), timed on the same queries.
 
-The vectors have CLIP-like neighbourhood structure, not uniform noise. Every photo is
-``a·cone + b·category + c·style + d·sku + e·photo`` (unit Gaussian directions, then
-normalised) with a² = .45, b² = .15, c² = .12, d² = .18, e² = .10: a shared cone (random
-pairs have cosine ≈ 0.45, as CLIP image embeddings do), 6 categories, 120 styles (20 per
-category), SKUs of 5 photos each (same-SKU photos ≈ 0.90). Brands are Zipf-sized (40 brands,
-exponent 0.8) and each brand designs in only 15 styles, so neighbourhoods are brand-
-homogeneous — the hard case for post-filtered HNSW. Queries are street-photo-like: a SKU's
-vector with three times the photo noise (domain shift), from SKUs of any brand.
-
-The database lives in its own embedded server under bench/.cache/pg; the table, its cells, the
-SKU vectors and the global index are built once (binary COPY, `ensure_cells`, CREATE INDEX)
-and reused while the generator parameters and LAYOUT match.
+The database lives in its own embedded server under bench/.cache/pg; the table, the SKU means
+and the index are built once and reused while LAYOUT and the generator parameters match.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import os
 import time
 import warnings
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,49 +34,51 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
 
+from bench.common import CACHE, figure, percentile, print_table
 from unde.db.embedded import embedded_base_url, ensure_database, restart_embedded, with_database
 from unde.db.migrate import apply_migrations
+from unde.db.pgvector import installed_version
 from unde.db.pool import open_pool
-from unde.retrieval.cells import CELL_ROWS, CellReport, ensure_cells
-from unde.retrieval.knn import KnnQuery, forget_profile, knn_images, plan_for, plan_statement
-from unde.retrieval.knn_catalog import refreshing
-from unde.retrieval.knn_plan import SearchPlan, settings_sql
-from unde.retrieval.sku_cells import SKU_ROWS
-from unde.retrieval.sku_memory import SKU_MEMORY_MB, limit_blas_threads
+from unde.retrieval.search import SearchTuning, search
+from unde.retrieval.sku_vectors import ensure_skus, maintain_index
 from unde.settings import REPO_ROOT
 
-CACHE = REPO_ROOT / "bench" / ".cache"
-DB_NAME = "bench_pgvector"
-MODEL_VERSION = "bench-clustered-v1"
+DB_NAME = "bench_search"
+MODEL_VERSION = "bench-clustered-v2"
 SEED = 11
 DIM = 512
-PHOTOS_PER_SKU = 5
 N_SKUS = 47_000
+SOLO_SKUS = 1_500  # the single-photo brand
 N_BRANDS = 40
 N_CATEGORIES = 6
 STYLES_PER_CATEGORY = 20
 STYLES_PER_BRAND = 15
+#: Photos per SKU 1..7 (mean ≈ 5.1).
+PHOTO_COUNTS = np.array([0.03, 0.05, 0.09, 0.14, 0.19, 0.23, 0.27])
 WEIGHTS = {"cone": 0.45, "category": 0.15, "style": 0.12, "sku": 0.18, "photo": 0.10}
 QUERY_NOISE = 3.0
 K = 50
-EF_SEARCH = 200
-#: Bump when the stored layout changes (v2: search cells, no per-brand indexes; v3: SKU vectors).
-LAYOUT = "v3-skus"
+LAYOUT = "v4-sku-ivfflat"
+#: A production pgvector node keeps the table and its indexes in shared buffers.
+SERVER_SETTINGS = {"shared_buffers": "2GB", "effective_cache_size": "8GB", "jit": "off"}
+
+Search = Callable[[np.ndarray, Sequence[str] | None], Awaitable[list[tuple[str, str]]]]
 
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    """Generated photos: vectors (n, 512) and per-row brand index and SKU index."""
-
-    vectors: np.ndarray
-    brand_of_row: np.ndarray
+    vectors: np.ndarray  # (photos, DIM), rows grouped by SKU
     sku_of_row: np.ndarray
-    sku_vectors: np.ndarray  # noiseless SKU direction before photo noise (for queries)
-    rng_state: int
+    sku_brand: np.ndarray  # brand index per SKU (N_BRANDS = the single-photo brand)
+    sku_vectors: np.ndarray  # noiseless SKU directions (for queries)
 
     @property
     def rows(self) -> int:
         return int(self.vectors.shape[0])
+
+    @property
+    def skus(self) -> int:
+        return int(self.sku_brand.shape[0])
 
 
 def _units(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -100,507 +88,252 @@ def _units(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def brand_name(index: int) -> str:
-    return f"brand{index:02d}"
+    return "solo" if index == N_BRANDS else f"brand{index:02d}"
 
 
-def generate_catalog(seed: int = SEED, n_skus: int = N_SKUS) -> Catalog:
-    """The clustered catalog described in the module docstring (deterministic in `seed`)."""
+def sku_name(index: int) -> str:
+    return f"SKU{index:06d}"
+
+
+def generate_catalog(seed: int = SEED) -> Catalog:
+    """The clustered catalog of the module docstring (deterministic in `seed`)."""
     rng = np.random.default_rng(seed)
     n_styles = N_CATEGORIES * STYLES_PER_CATEGORY
-    cone = _units(rng, 1)[0]
-    categories = _units(rng, N_CATEGORIES)
-    styles = _units(rng, n_styles)
+    cone, categories, styles = _units(rng, 1)[0], _units(rng, N_CATEGORIES), _units(rng, n_styles)
     sizes = 1.0 / np.arange(1, N_BRANDS + 1) ** 0.8
-    sku_brand = rng.choice(N_BRANDS, size=n_skus, p=sizes / sizes.sum())
-    brand_styles = np.stack([rng.choice(n_styles, STYLES_PER_BRAND, replace=False)
-                             for _ in range(N_BRANDS)])
-    sku_style = brand_styles[sku_brand, rng.integers(0, STYLES_PER_BRAND, size=n_skus)]
-    sku_category = sku_style // STYLES_PER_CATEGORY
+    regular = N_SKUS - SOLO_SKUS
+    sku_brand = np.concatenate([rng.choice(N_BRANDS, size=regular, p=sizes / sizes.sum()),
+                                np.full(SOLO_SKUS, N_BRANDS)])
+    brand_styles = np.stack([rng.choice(n_styles, STYLES_PER_BRAND, replace=False) for _ in range(N_BRANDS + 1)])
+    sku_style = brand_styles[sku_brand, rng.integers(0, STYLES_PER_BRAND, size=N_SKUS)]
     w = {key: math.sqrt(value) for key, value in WEIGHTS.items()}
-    sku_vectors = (w["cone"] * cone + w["category"] * categories[sku_category]
-                   + w["style"] * styles[sku_style] + w["sku"] * _units(rng, n_skus))
-    sku_of_row = np.repeat(np.arange(n_skus), PHOTOS_PER_SKU)
-    vectors = sku_vectors[sku_of_row] + w["photo"] * _units(rng, n_skus * PHOTOS_PER_SKU)
+    sku_vectors = (w["cone"] * cone + w["category"] * categories[sku_style // STYLES_PER_CATEGORY]
+                   + w["style"] * styles[sku_style] + w["sku"] * _units(rng, N_SKUS))
+    photos = np.concatenate([rng.choice(7, size=regular, p=PHOTO_COUNTS / PHOTO_COUNTS.sum()) + 1,
+                             np.ones(SOLO_SKUS, dtype=np.int64)])
+    sku_of_row = np.repeat(np.arange(N_SKUS), photos)
+    vectors = sku_vectors[sku_of_row] + w["photo"] * _units(rng, len(sku_of_row))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return Catalog(vectors.astype(np.float32), sku_brand[sku_of_row], sku_of_row,
-                   sku_vectors.astype(np.float32), seed)
+    return Catalog(vectors.astype(np.float32), sku_of_row, sku_brand, sku_vectors.astype(np.float32))
 
 
 def make_queries(catalog: Catalog, n: int, seed: int) -> np.ndarray:
-    """Street-like queries: a random SKU's direction plus QUERY_NOISE× the photo noise."""
     rng = np.random.default_rng(seed)
-    skus = rng.integers(0, catalog.sku_vectors.shape[0], size=n)
-    noise = math.sqrt(WEIGHTS["photo"]) * QUERY_NOISE * _units(rng, n)
-    q = catalog.sku_vectors[skus] + noise
+    skus = rng.integers(0, catalog.skus, size=n)
+    q = catalog.sku_vectors[skus] + math.sqrt(WEIGHTS["photo"]) * QUERY_NOISE * _units(rng, n)
     return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
 
 
 def filter_sets(catalog: Catalog) -> list[tuple[str, list[str] | None]]:
-    """Brand filters from one (small) brand to all brands."""
-    counts = np.bincount(catalog.brand_of_row, minlength=N_BRANDS)
-    order = list(np.argsort(counts))  # smallest first
-    total = counts.sum()
+    """From the smallest brand to ~70 % of the rows, and no filter."""
+    rows = np.bincount(catalog.sku_brand[catalog.sku_of_row], minlength=N_BRANDS + 1)
+    order = [int(b) for b in np.argsort(rows[:N_BRANDS])]  # smallest first
     sets: list[tuple[str, list[str] | None]] = [
-        ("1 smallest brand", [brand_name(order[0])]),
-        ("1 median brand", [brand_name(order[N_BRANDS // 2])]),
-        ("1 largest brand", [brand_name(order[-1])]),
-    ]
+        ("smallest brand", [brand_name(order[0])]),
+        ("single-photo brand", [brand_name(N_BRANDS)]),
+        ("median brand", [brand_name(order[N_BRANDS // 2])]),
+        ("largest brand", [brand_name(order[-1])])]
     rng = np.random.default_rng(5)
-    for share in (0.05, 0.10, 0.25, 0.5, 0.75):
+    for share in (0.10, 0.30, 0.70):
         chosen: list[int] = []
-        for b in rng.permutation(N_BRANDS):
-            if counts[chosen].sum() >= share * total:
+        for b in rng.permutation(N_BRANDS + 1):
+            if rows[chosen].sum() >= share * rows.sum():
                 break
             chosen.append(int(b))
-        sets.append((f"{len(chosen)} brands ~{share:.0%} rows", [brand_name(b) for b in chosen]))
-    sets.append(("all brands (no filter)", None))
+        sets.append((f"mall ~{share:.0%} of rows ({len(chosen)} brands)", [brand_name(b) for b in chosen]))
+    sets.append(("no filter", None))
     return sets
 
 
-def _fingerprint(catalog: Catalog) -> str:
-    return f"{LAYOUT}:{MODEL_VERSION}:{catalog.rng_state}:{catalog.rows}:{N_BRANDS}:{float(catalog.vectors[7, 3]):.6f}"
+def truth(catalog: Catalog, queries: np.ndarray, brands: list[str] | None, k: int = K) -> list[set[int]]:
+    """Per query, the k SKUs whose best photo is nearest (exact, numpy)."""
+    allowed = np.ones(catalog.skus, dtype=bool) if brands is None else np.isin(
+        np.array([brand_name(b) for b in range(N_BRANDS + 1)])[catalog.sku_brand], brands)
+    rows = np.nonzero(allowed[catalog.sku_of_row])[0]
+    owners = catalog.sku_of_row[rows]
+    starts = np.concatenate([[0], np.nonzero(np.diff(owners))[0] + 1])
+    best = np.maximum.reduceat(catalog.vectors[rows] @ queries.T, starts, axis=0)  # (skus, queries)
+    skus = owners[starts]
+    return [set(skus[np.argsort(-best[:, i])[:k]].tolist()) for i in range(len(queries))]
 
 
-#: Server settings of the bench server: the HNSW graph (~0.5 GB at 235K × 512) and the hot
-#: heap must fit in shared_buffers, as on a production pgvector node (the default 128 MB makes
-#: every search copy pages from the OS cache).
-SERVER_SETTINGS = {"shared_buffers": "3GB", "effective_cache_size": "8GB", "jit": "off"}
-
-
-def database_url() -> str:
-    """The bench's own embedded server (bench/.cache/pg), tuned, and its database."""
+def server_url() -> str:
+    """The bench's embedded server (bench/.cache/pg) with SERVER_SETTINGS, and its database."""
     CACHE.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         admin = embedded_base_url(CACHE)
         with psycopg.connect(admin, autocommit=True) as conn:
-            current = {name: conn.execute(f"SHOW {name}").fetchone() for name in SERVER_SETTINGS}
             stale = [name for name, value in SERVER_SETTINGS.items()
-                     if (current[name] or [None])[0] != value]
+                     if (conn.execute(f"SHOW {name}").fetchone() or [None])[0] != value]
             for name in stale:
                 conn.execute(f"ALTER SYSTEM SET {name} = '{SERVER_SETTINGS[name]}'")
-        if stale:  # settings need a restart
+        if stale:
             admin = restart_embedded(CACHE)
     ensure_database(admin, DB_NAME)
     return with_database(admin, DB_NAME)
 
 
-def prewarm(conn: psycopg.Connection[Any], catalog: Catalog) -> float:
-    """Bring heap, btree indexes and HNSW graph into shared_buffers, as on a long-running server.
-
-    (pg_prewarm is not bundled.) A bitmap heap scan reads every heap page through the shared
-    buffers (a seq scan would use a small ring), index-only scans read the cell index, the SKU
-    vectors and every SKU's photos through the indexes searches use, and HNSW searches at ef
-    1000 from many directions touch the graph.
-    """
-    started = time.perf_counter()
-    with conn.transaction():
-        conn.execute("SET LOCAL enable_seqscan = off")
-        conn.execute("SELECT count(image_hash) FROM sku_image_embeddings WHERE brand = ANY(%s)",
-                     ([brand_name(b) for b in range(N_BRANDS)],))
-        conn.execute("SELECT count(*) FROM sku_image_embeddings WHERE model_version = %s AND cell >= 0",
-                     (MODEL_VERSION,))
-        q = make_queries(catalog, 1, seed=98)[0]
-        for cells in np.array_split(np.arange(cells_of(conn)), 64):  # both stages' indexes, as searches read them
-            conn.execute("SELECT sum((s.embedding <=> %(q)s) + (p.embedding <=> %(q)s)) FROM sku_embeddings AS s "
-                         "JOIN sku_image_embeddings AS p ON p.model_version = s.model_version "
-                         "AND p.brand = s.brand AND p.sku_id = s.sku_id "
-                         "WHERE s.model_version = %(mv)s AND s.cell = ANY(%(cells)s::int4[])",
-                         {"q": q, "mv": MODEL_VERSION, "cells": cells.tolist()})
-        conn.execute("SET LOCAL hnsw.ef_search = 1000")
-        for q in make_queries(catalog, 150, seed=99):
-            conn.execute("SELECT id FROM sku_image_embeddings ORDER BY embedding <=> %s LIMIT 1", (q,))
-    return time.perf_counter() - started
+def fingerprint(catalog: Catalog) -> str:
+    return f"{LAYOUT}:{MODEL_VERSION}:{SEED}:{catalog.rows}:{float(catalog.vectors[7, 3]):.6f}"
 
 
-def cells_of(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT count(*) FROM embedding_cells WHERE model_version = %s", (MODEL_VERSION,)).fetchone()
-    return int(row[0]) if row else 0
+def copy_photos(conn: psycopg.Connection[Any], catalog: Catalog) -> None:
+    with conn.cursor().copy("COPY sku_image_embeddings (sku_id, brand, image_url, image_rank, image_hash, "
+                            "embedding, model_version, metadata) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(["text", "text", "text", "int2", "text", "vector", "text", "jsonb"])
+        rank = 0
+        for i in range(catalog.rows):
+            sku = int(catalog.sku_of_row[i])
+            rank = rank + 1 if i and catalog.sku_of_row[i - 1] == sku else 0
+            brand = brand_name(int(catalog.sku_brand[sku]))
+            cp.write_row((sku_name(sku), brand, f"https://cdn.test/{brand}/{sku}/{rank}.jpg", rank,
+                          f"h{i}", catalog.vectors[i], MODEL_VERSION, Jsonb({"name": sku_name(sku)})))
 
 
-@dataclass(frozen=True, slots=True)
-class Build:
-    """Seconds spent loading the rows, training + assigning the cells, building the global HNSW."""
+async def _upkeep(url: str) -> tuple[float, float, int]:
+    """SKU means from the photos, then the IVFFlat index sized for them (the indexer's upkeep)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        await ensure_skus(conn, MODEL_VERSION, batch=50_000)
+        means_s = time.perf_counter() - started
+        started = time.perf_counter()
+        report = await maintain_index(conn)
+        return means_s, time.perf_counter() - started, report.lists
 
-    load_s: float
-    cells_s: float
-    hnsw_s: float
-    reused: bool
 
-
-def ensure_loaded(url: str, catalog: Catalog) -> Build:
-    """Load + cells + global index once, as a bulk catalog load would (rows first, then
-    `ensure_cells`, then the HNSW build); rebuilds when the fingerprint differs."""
+def ensure_loaded(url: str, catalog: Catalog) -> dict[str, float]:
+    """Load once per fingerprint; returns the build figures (from the cache on reuse)."""
     apply_migrations(url, "production", REPO_ROOT / "sql")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS bench_state (key text PRIMARY KEY, value text)")
-        row = conn.execute("SELECT value FROM bench_state WHERE key = 'pgvector'").fetchone()
-        if row and row[0].split("|")[0] == _fingerprint(catalog):
-            load_s, cells_s, hnsw_s = (float(x) for x in row[0].split("|")[1:4])
-            return Build(load_s, cells_s, hnsw_s, True)
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_build (fingerprint text PRIMARY KEY, figures jsonb)")
+        row = conn.execute("SELECT figures FROM bench_build WHERE fingerprint = %s", (fingerprint(catalog),)).fetchone()
+        if row is not None:
+            return dict(row[0])
         register_vector(conn)
-        conn.execute("DROP INDEX IF EXISTS sku_image_embeddings_hnsw")
-        conn.execute("TRUNCATE sku_image_embeddings, embedding_cells, sku_embeddings RESTART IDENTITY")
+        conn.execute("TRUNCATE sku_image_embeddings, sku_embeddings, bench_build")
         started = time.perf_counter()
-        _copy_rows(conn, catalog)
-        conn.execute("VACUUM ANALYZE sku_image_embeddings")
+        copy_photos(conn, catalog)
         load_s = time.perf_counter() - started
-        started = time.perf_counter()
-        report = asyncio.run(_cells(url))
-        cells_s = time.perf_counter() - started
-        print(f"cells: {report.trained} trained, {report.assigned} rows assigned, {report.skus} SKU vectors "
-              f"written in {cells_s:.1f}s")
+        means_s, build_s, lists = asyncio.run(_upkeep(url))
         conn.execute("VACUUM ANALYZE sku_image_embeddings")
-        conn.execute("SET maintenance_work_mem = '2GB'")
-        conn.execute("SET max_parallel_maintenance_workers = 2")
-        started = time.perf_counter()
-        conn.execute("CREATE INDEX sku_image_embeddings_hnsw ON sku_image_embeddings "
-                     "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
-        hnsw_s = time.perf_counter() - started
-        conn.execute("VACUUM ANALYZE sku_image_embeddings")
-        conn.execute("INSERT INTO bench_state VALUES ('pgvector', %s) ON CONFLICT (key) "
-                     "DO UPDATE SET value = EXCLUDED.value",
-                     (f"{_fingerprint(catalog)}|{load_s:.1f}|{cells_s:.1f}|{hnsw_s:.1f}",))
-        return Build(load_s, cells_s, hnsw_s, False)
+        conn.execute("VACUUM ANALYZE sku_embeddings")
+        size = conn.execute("SELECT pg_relation_size('sku_embeddings_ivf')").fetchone()
+        figures = {"load_s": load_s, "means_s": means_s, "build_s": build_s, "lists": lists,
+                   "index_mb": (size[0] if size else 0) / 2**20}
+        conn.execute("INSERT INTO bench_build VALUES (%s, %s)", (fingerprint(catalog), Jsonb(figures)))
+        return figures
 
 
-async def _cells(url: str) -> CellReport:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        return await ensure_cells(conn, MODEL_VERSION)
-
-
-def _copy_rows(conn: psycopg.Connection[Any], catalog: Catalog) -> None:
-    columns = "sku_id, brand, image_url, image_rank, image_hash, embedding, model_version, metadata"
-    with conn.cursor().copy(f"COPY sku_image_embeddings ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(["text", "text", "text", "int2", "text", "vector", "text", "jsonb"])
-        for row in range(catalog.rows):
-            sku = int(catalog.sku_of_row[row])
-            rank = row % PHOTOS_PER_SKU
-            copy.write_row((f"S{sku:06d}", brand_name(int(catalog.brand_of_row[row])),
-                            f"https://cdn.example/{sku}/{rank}.jpg", rank, f"h{row:08d}",
-                            catalog.vectors[row], MODEL_VERSION, Jsonb({"name": "bench"})))
-
-
-def exact_top(catalog: Catalog, query: np.ndarray, mask: np.ndarray | None, k: int) -> np.ndarray:
-    """Row numbers of the exact top-k by cosine among rows in `mask` (numpy, float32)."""
-    scores = catalog.vectors @ query
-    if mask is not None:
-        scores = np.where(mask, scores, -np.inf)
-    available = int(mask.sum()) if mask is not None else catalog.rows
-    top = np.argpartition(-scores, min(k, available) - 1)[: min(k, available)]
-    return top
-
-
-def _naive(conn: psycopg.Connection[Any], q: np.ndarray, brands: list[str] | None, ef: int) -> list[int]:
-    where = "model_version = %s" + (" AND brand = ANY(%s)" if brands is not None else "")
-    params: list[Any] = [MODEL_VERSION] + ([brands] if brands is not None else [])
+def prewarm(conn: psycopg.Connection[Any]) -> None:
+    """Table and indexes into shared buffers, as on a long-running server (bitmap heap scans
+    read through the buffers; a seq scan would use a small ring)."""
     with conn.transaction():
-        conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
-        rows = conn.execute(f"SELECT id FROM sku_image_embeddings WHERE {where} "
-                            f"ORDER BY embedding <=> %s LIMIT {K}", [*params, q]).fetchall()
-    return [r[0] - 1 for r in rows]  # ids are 1-based, in COPY order
-
-
-def _percentile(values: list[float], p: float) -> float:
-    return float(np.percentile(np.asarray(values), p))
+        conn.execute("SET LOCAL enable_seqscan = off")
+        conn.execute("SELECT count(image_hash), sum(vector_dims(embedding)) FROM sku_image_embeddings "
+                     "WHERE brand >= ''")
+        conn.execute("SELECT count(*), sum(vector_dims(embedding)) FROM sku_embeddings WHERE brand >= ''")
 
 
 @dataclass(slots=True)
-class Series:
-    """Latency, recall and rows of one way of answering, over every filter and query."""
-
-    latency_ms: list[float]
-    recall: list[float]
-    min_rows: int = K
-    min_ratio: float = 1.0
-
-    def add(self, ms: float, got: set[int], truth: set[int], expected: int) -> None:
-        self.latency_ms.append(ms)
-        self.recall.append(len(got & truth) / len(truth) if truth else 1.0)
-        self.min_rows = min(self.min_rows, len(got))
-        self.min_ratio = min(self.min_ratio, len(got) / expected if expected else 1.0)
+class Measured:
+    recalls: list[float]
+    latencies_ms: list[float]
+    min_skus: int  # fewest SKUs where the filter holds ≥ K
+    per_filter: list[tuple[str, float, float, float, float]]  # name, recall mean, worst, p50, p99
 
 
-def _series() -> Series:
-    return Series([], [])
+async def measure(search_fn: Search, catalog: Catalog, queries: np.ndarray,
+                  filters: list[tuple[str, list[str] | None]], truths: list[list[set[int]]],
+                  warmup: int = 20) -> Measured:
+    for q in queries[:warmup]:
+        await search_fn(q, None)
+    out = Measured([], [], K, [])
+    for (name, brands), truth_sets in zip(filters, truths, strict=True):
+        recalls, lat = [], []
+        for q, want in zip(queries, truth_sets, strict=True):
+            started = time.perf_counter()
+            got = await search_fn(q, brands)
+            lat.append((time.perf_counter() - started) * 1000)
+            skus = {int(s[3:]) for _, s in got}
+            if len(want) >= K:
+                out.min_skus = min(out.min_skus, len(skus))
+            recalls.append(len(skus & want) / len(want))
+        out.recalls += recalls
+        out.latencies_ms += lat
+        out.per_filter.append((name, float(np.mean(recalls)), min(recalls), percentile(lat, 50), percentile(lat, 99)))
+    return out
 
 
-def server_ms(conn: psycopg.Connection[Any], plan: SearchPlan, q: np.ndarray,
-              brands: list[str] | None) -> float:
-    """Planning + execution time of a plan's (first) statement inside the server (EXPLAIN ANALYZE)."""
-    statement, params = plan_statement(plan, MODEL_VERSION, q, brands)
-    with conn.transaction():
-        for name, value in settings_sql(plan):
-            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-        row = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", params).fetchone()
-    assert row is not None
-    out = row[0] if isinstance(row[0], list) else json.loads(row[0])
-    return float(out[0]["Planning Time"] + out[0]["Execution Time"])
-
-
-def describe(plan: SearchPlan) -> str:
-    if plan.kind in ("skus", "memory"):
-        return f"{plan.kind} ({len(plan.cells)} cells)"
-    if plan.kind == "cells":
-        return f"cells ({len(plan.cells)} of them)"
-    if plan.kind == "global":
-        return f"global ef{plan.ef}"
-    return "exact"
-
-
-#: Connections a photo-cells scan is spread over (the gateway's SEARCH_PARALLEL default).
-PARALLEL = 2
-
-
-class Searcher:
-    """The production path: `knn_images` on an async pool, driven from one event loop."""
-
-    def __init__(self, url: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.loop = loop or asyncio.new_event_loop()
-        self.pool = self.loop.run_until_complete(open_pool(
-            url, name="bench", min_size=PARALLEL + 1, max_size=PARALLEL + 1, statement_timeout_ms=60_000,
-            vector=True))
-
-    def hold_matrix(self, memory_mb: float = SKU_MEMORY_MB) -> float:
-        """Start the pool's SKU matrix read (a first search) and wait for it; its seconds."""
-        started = time.perf_counter()
-        self.loop.run_until_complete(plan_for(self.pool, KnnQuery(K, MODEL_VERSION, None, memory_mb=memory_mb),
-                                              np.ones(DIM)))
-        self.loop.run_until_complete(asyncio.gather(*refreshing(self.pool)))
-        return time.perf_counter() - started
-
-    def plan(self, q: np.ndarray, brands: list[str] | None) -> SearchPlan:
-        return self.loop.run_until_complete(plan_for(self.pool, KnnQuery(K, MODEL_VERSION, brands), q))
-
-    def timed(self, q: np.ndarray, brands: list[str] | None, **options: Any) -> tuple[float, set[int]]:
-        started = time.perf_counter()
-        hits = self.loop.run_until_complete(knn_images(
-            self.pool, q, k=K, model_version=MODEL_VERSION, brands=brands, ef_search=EF_SEARCH, **options))
-        return (time.perf_counter() - started) * 1000, {h.id - 1 for h in hits}
-
-    def close(self, loop: bool = True) -> None:
-        self.loop.run_until_complete(self.pool.close())
-        if loop:
-            self.loop.close()
-
-
-@dataclass(slots=True)
-class Row:
-    """One filter's line of the printed table."""
-
-    name: str
-    rows: int
-    plan: str
-    new: Series
-    means: Series
-    skus: Series
-    cells: Series
-    old: Series
-    server: list[float]
-
-
-#: The issue's anchor, timed on the same queries of the filter keeping about half the rows: the
-#: naive filtered query on the global HNSW at ef_search 200 (one round trip, session setting).
-#: When the target was set it measured p99 6.6 ms on this machine; its figure in each run shows
-#: how fast the machine is that day.
-ANCHOR_EF = 200
-ANCHOR_FILTER = "~50% rows"
-ANCHOR_SQL = (f"SELECT id FROM sku_image_embeddings WHERE model_version = %s AND brand = ANY(%s) "
-              f"ORDER BY embedding <=> %s LIMIT {K}")
-#: A memory cap that fits the bench's SKU vectors (92 MB) but not its photos (230 MB more).
-MEANS_MB = 128.0
-#: The ways of answering measured on every query: the SKU stage ranked in the process (the
-#: default), the same with the SKU means alone (no photos held; its own pool), the SKU stage
-#: ranked by the server (the previous default), photo cells over PARALLEL connections (the
-#: design before), the global-index design.
-WAYS: dict[str, dict[str, Any]] = {"new": {}, "means": {"memory_mb": MEANS_MB}, "skus": {"memory_mb": 0},
-                                   "cells": {"use_skus": False, "parallel": PARALLEL, "memory_mb": 0},
-                                   "old": {"use_cells": False, "memory_mb": 0}}
+def exact_sql(brands: list[str] | None) -> str:
+    where = "model_version = %(mv)s" + ("" if brands is None else " AND brand = ANY(%(brands)s)")
+    return (f"SELECT brand, sku_id FROM (SELECT DISTINCT ON (brand, sku_id) brand, sku_id, embedding <=> %(q)s AS d "
+            f"FROM sku_image_embeddings WHERE {where} ORDER BY brand, sku_id, d) AS best ORDER BY d LIMIT %(k)s")
 
 
 def run(quick: bool) -> dict[str, dict[str, Any]]:
-    """Measure and print; return the named figures."""
-    limit_blas_threads()  # as the gateway does at start-up (sku_memory.BLAS_THREADS)
-    load_before = os.getloadavg()
     catalog = generate_catalog()
-    url = database_url()
+    url = server_url()
     build = ensure_loaded(url, catalog)
-    n_queries = 60 if quick else 200
-    n_explain = 10 if quick else 30
-    queries = make_queries(catalog, n_queries, seed=3)
-    brand_index = {brand_name(b): b for b in range(N_BRANDS)}
-    totals = {way: _series() for way in WAYS}
-    server: list[float] = []
-    searcher = Searcher(url)
-    lean = Searcher(url, searcher.loop)  # holds the SKU means alone
-
-    def by(way: str) -> Searcher:
-        return lean if way == "means" else searcher
-
-    table: list[Row] = []
-    naive_rows: list[float] = []
-    naive_recall: list[float] = []
-    exact_ms: list[float] = []
-    anchor = _series()
-    with psycopg.connect(url, autocommit=True) as conn, psycopg.connect(url, autocommit=True) as anchor_conn:
+    n = 40 if quick else 100
+    queries = make_queries(catalog, n, seed=23)
+    filters = filter_sets(catalog)
+    truths = [truth(catalog, queries, brands) for _, brands in filters]
+    with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
-        register_vector(anchor_conn)
-        anchor_conn.execute(f"SET hnsw.ef_search = {ANCHOR_EF}")
-        prewarm_s = prewarm(conn, catalog)
-        forget_profile(conn)
-        matrix_s = searcher.hold_matrix()
-        means_s = lean.hold_matrix(MEANS_MB)
-        for way, options in WAYS.items():  # steady state: the pool's cached counts, prepared statements
-            for _ in range(3):
-                by(way).timed(queries[0], None, **options)
-        for name, brands in filter_sets(catalog):
-            mask = None if brands is None else np.isin(catalog.brand_of_row, [brand_index[b] for b in brands])
-            available = catalog.rows if mask is None else int(mask.sum())
-            expected = min(K, available)
-            truths = [set(exact_top(catalog, q, mask, K).tolist()) for q in queries]
-            first = searcher.plan(queries[0], brands)
-            row = Row(name, available, describe(first), _series(), _series(), _series(), _series(), _series(), [])
-            for i, (q, truth) in enumerate(zip(queries, truths, strict=True)):
-                for way, options in WAYS.items():
-                    ms, got = by(way).timed(q, brands, **options)
-                    getattr(row, way).add(ms, got, truth, expected)
-                    totals[way].add(ms, got, truth, expected)
-                if ANCHOR_FILTER in name:
-                    started = time.perf_counter()
-                    found = anchor_conn.execute(ANCHOR_SQL, (MODEL_VERSION, brands, q)).fetchall()
-                    anchor.add((time.perf_counter() - started) * 1000, {r[0] - 1 for r in found}, truth, expected)
-                if i < n_explain:
-                    plan = searcher.plan(q, brands)
-                    row.server.append(server_ms(conn, plan, q, brands))
-                    ids = set(_naive(conn, q, brands, 40))
-                    naive_rows.append(len(ids))
-                    naive_recall.append(len(ids & truth) / len(truth))
-            server += row.server
-            table.append(row)
-        for q in queries[:3]:
-            started = time.perf_counter()
-            conn.execute("SELECT id FROM sku_image_embeddings WHERE model_version = %s "
-                         f"ORDER BY (embedding <=> %s) + 0 LIMIT {K}", (MODEL_VERSION, q)).fetchall()
-            exact_ms.append((time.perf_counter() - started) * 1000)
-    lean.close(loop=False)
-    searcher.close()
-    load_after = os.getloadavg()
-    new, means, skus, cells, old = totals["new"], totals["means"], totals["skus"], totals["cells"], totals["old"]
+        prewarm(conn)
+        version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
 
-    print(f"\npgvector: {catalog.rows} rows × {DIM}; rows loaded in {build.load_s:.1f}s, search cells "
-          f"trained + assigned and SKU vectors written in {build.cells_s:.1f}s, global HNSW m16/efc64 built in "
-          f"{build.hnsw_s:.1f}s ({'cached' if build.reused else 'built now'}); prewarm {prewarm_s:.1f}s; "
-          f"{n_queries} queries per filter, sku_rows {SKU_ROWS}, cell_rows {CELL_ROWS}; machine load average "
-          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} cores)")
-    print(f"(default: the SKU stage ranked in the process by the SKU means and the held photos, read in "
-          f"{matrix_s:.1f}s (the SKU means alone: {means_s:.1f}s); skus: the SKU "
-          f"stage ranked by the server, the previous default; photo cells: the design before, over {PARALLEL} "
-          "connections; old: the global-index design — global HNSW, raised ef + over-fetch, exact fallback; "
-          "srv: the default plan's statement inside the server)")
-    print(f"{'filter':<26}{'rows':>7} {'plan':<17}{'p50':>7}{'p99':>7}{'srv p50':>8}{'recall':>8}{'worst':>7}"
-          f"{'skus50':>8}{'skus99':>8}{'skusrec':>8}{'cells50':>8}{'cells99':>8}{'old p50':>8}{'old p99':>8}"
-          f"{'old rec':>8}")
-    for r in table:
-        print(f"{r.name:<26}{r.rows:>7} {r.plan:<17}{_percentile(r.new.latency_ms, 50):>7.2f}"
-              f"{_percentile(r.new.latency_ms, 99):>7.2f}{_percentile(r.server, 50):>8.2f}"
-              f"{np.mean(r.new.recall):>8.3f}{min(r.new.recall):>7.2f}"
-              f"{_percentile(r.skus.latency_ms, 50):>8.2f}{_percentile(r.skus.latency_ms, 99):>8.2f}"
-              f"{np.mean(r.skus.recall):>8.3f}"
-              f"{_percentile(r.cells.latency_ms, 50):>8.2f}{_percentile(r.cells.latency_ms, 99):>8.2f}"
-              f"{_percentile(r.old.latency_ms, 50):>8.2f}{_percentile(r.old.latency_ms, 99):>8.2f}"
-              f"{np.mean(r.old.recall):>8.3f}")
-    print(f"photo cells ({PARALLEL} connections): p50 {_percentile(cells.latency_ms, 50):.2f} ms, "
-          f"p99 {_percentile(cells.latency_ms, 99):.2f} ms, recall {np.mean(cells.recall):.3f}, worst filter "
-          f"{min(float(np.mean(r.cells.recall)) for r in table):.3f}")
-    print(f"SKU means alone in the process (no photos held): p50 {_percentile(means.latency_ms, 50):.2f} ms, "
-          f"p99 {_percentile(means.latency_ms, 99):.2f} ms, recall {np.mean(means.recall):.3f}, worst filter "
-          f"{min(float(np.mean(r.means.recall)) for r in table):.3f}")
-    print(f"SKU stage in the server: p50 {_percentile(skus.latency_ms, 50):.2f} ms, "
-          f"p99 {_percentile(skus.latency_ms, 99):.2f} ms, recall {np.mean(skus.recall):.3f}, worst filter "
-          f"{min(float(np.mean(r.skus.recall)) for r in table):.3f}")
-    half = next(r for r in table if ANCHOR_FILTER in r.name)
-    print(f"anchor (naive filtered HNSW ef {ANCHOR_EF}, {half.name}): p50 {_percentile(anchor.latency_ms, 50):.2f} "
-          f"ms, p99 {_percentile(anchor.latency_ms, 99):.2f} ms, rows {anchor.min_rows}+ of 50, recall "
-          f"{np.mean(anchor.recall):.3f}; the default on the same queries: "
-          f"p99 {_percentile(half.new.latency_ms, 99):.2f} ms")
-    print(f"naive filtered HNSW ef 40: rows {np.mean(naive_rows):.1f}/50 on average, "
-          f"recall {np.mean(naive_recall):.3f}; exact scan, all rows: {np.mean(exact_ms):.0f} ms")
-    print(f"server-side (EXPLAIN ANALYZE, planning + execution) of the chosen plans: "
-          f"p50 {_percentile(server, 50):.2f} ms, p99 {_percentile(server, 99):.2f} ms")
-    previous = "SKU stage ranked by the server (previous default), same run"
-    worst = min(table, key=lambda r: float(np.mean(r.new.recall)))
-    slowest = max(table, key=lambda r: _percentile(r.new.latency_ms, 99))
-    global_design = "global-index design (global HNSW, raised ef + over-fetch, exact fallback), same run"
+    async def product() -> Measured:
+        pool = await open_pool(url, name="bench", min_size=1, max_size=2, vector=True)
+        try:
+            async with pool.connection() as conn:
+                assert await installed_version(conn) == (version[0] if version else None)
+
+            async def one(q: np.ndarray, brands: Sequence[str] | None) -> list[tuple[str, str]]:
+                hits = await search(pool, q, model_version=MODEL_VERSION, k=K, brands=brands, tuning=SearchTuning())
+                return [(h.brand, h.sku_id) for h in hits]
+
+            return await measure(one, catalog, queries, filters, truths)
+        finally:
+            await pool.close()
+
+    async def exact() -> Measured:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            from pgvector.psycopg import register_vector_async
+            await register_vector_async(conn)
+
+            async def one(q: np.ndarray, brands: Sequence[str] | None) -> list[tuple[str, str]]:
+                async with conn.transaction():
+                    await conn.execute("SET LOCAL enable_indexscan = off")
+                    rows = await (await conn.execute(exact_sql(list(brands) if brands else None),
+                                                     {"mv": MODEL_VERSION, "q": q, "k": K,
+                                                      "brands": list(brands) if brands else None})).fetchall()
+                return [(str(b), str(s)) for b, s in rows]
+
+            few = max(10, n // 5)
+            return await measure(one, catalog, queries[:few], filters, [t[:few] for t in truths], warmup=2)
+
+    ours = asyncio.run(product())
+    baseline = asyncio.run(exact())
+    print_table("search per filter (recall mean / worst, p50 / p99 ms)",
+                [(name, f"{mean:.3f} / {worst:.2f}   {p50:.1f} / {p99:.1f}", "")
+                 for name, mean, worst, p50, p99 in ours.per_filter])
+    print_table("exact baseline per filter (p50 / p99 ms)",
+                [(name, f"{p50:.1f} / {p99:.1f}", "") for name, _, _, p50, p99 in baseline.per_filter])
+    exact_p50, exact_p99 = percentile(baseline.latencies_ms, 50), percentile(baseline.latencies_ms, 99)
     return {
-        "pgvector_rows": {"value": catalog.rows, "unit": "rows"},
-        "pgvector_build_s": {
-            "value": round(build.cells_s + build.hnsw_s, 1),
-            "unit": "s (search cells + SKU vectors + global HNSW)",
-            "baseline": "global HNSW only", "baseline_value": round(build.hnsw_s, 1)},
-        "pgvector_cells_build_s": {"value": round(build.cells_s, 1),
-                                   "unit": "s (k-means on 50K + assign every row + SKU vectors)",
-                                   "baseline": "global HNSW build", "baseline_value": round(build.hnsw_s, 1)},
-        "pgvector_filtered_top50_p50_ms": {
-            "value": round(_percentile(new.latency_ms, 50), 2), "unit": "ms", "baseline": previous,
-            "baseline_value": round(_percentile(skus.latency_ms, 50), 2)},
-        "pgvector_filtered_top50_p99_ms": {
-            "value": round(_percentile(new.latency_ms, 99), 2), "unit": "ms", "baseline": previous,
-            "baseline_value": round(_percentile(skus.latency_ms, 99), 2)},
-        "pgvector_filtered_top50_p99_ms_worst_filter": {
-            "value": round(_percentile(slowest.new.latency_ms, 99), 2),
-            "unit": f"ms (the filter with the highest p99: {slowest.name}, over its {n_queries} queries)",
-            "baseline": previous, "baseline_value": round(_percentile(slowest.skus.latency_ms, 99), 2)},
-        "pgvector_filtered_top50_p99_ms_photo_cells": {
-            "value": round(_percentile(cells.latency_ms, 99), 2),
-            "unit": f"ms (photo cells over {PARALLEL} connections)",
-            "baseline": "default, same run", "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
-        "pgvector_filtered_top50_p99_ms_sku_means": {
-            "value": round(_percentile(means.latency_ms, 99), 2),
-            "unit": "ms (the SKU means alone in the process, no photos held)",
-            "baseline": "default, same run", "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
-        "pgvector_filtered_top50_p50_ms_sku_means": {
-            "value": round(_percentile(means.latency_ms, 50), 2),
-            "unit": "ms (the SKU means alone in the process, no photos held)",
-            "baseline": "default, same run", "baseline_value": round(_percentile(new.latency_ms, 50), 2)},
-        "pgvector_sku_memory_load_s": {
-            "value": round(matrix_s, 2),
-            "unit": "s (reading 47,000 SKU and 235,000 photo vectors into the process)",
-            "baseline": "the SKU means alone", "baseline_value": round(means_s, 2)},
-        "pgvector_filtered_top50_p99_ms_global_design": {
-            "value": round(_percentile(old.latency_ms, 99), 2), "unit": "ms (global-index design)",
-            "baseline": "default, same run", "baseline_value": round(_percentile(new.latency_ms, 99), 2)},
-        "pgvector_filtered_top50_server_p50_ms": {
-            "value": round(_percentile(server, 50), 2), "unit": "ms (EXPLAIN ANALYZE sample)",
-            "baseline": "exact scan, all rows", "baseline_value": round(float(np.mean(exact_ms)), 1)},
-        "pgvector_filtered_top50_server_p99_ms": {
-            "value": round(_percentile(server, 99), 2), "unit": "ms (EXPLAIN ANALYZE sample)",
-            "baseline": "exact scan, all rows", "baseline_value": round(float(np.mean(exact_ms)), 1)},
-        "pgvector_filtered_top50_recall": {
-            "value": round(float(np.mean(new.recall)), 4), "unit": "recall@50", "baseline": previous,
-            "baseline_value": round(float(np.mean(skus.recall)), 4)},
-        "pgvector_filtered_top50_recall_worst_filter": {
-            "value": round(float(np.mean(worst.new.recall)), 4), "unit": f"recall@50 ({worst.name})",
-            "baseline": previous, "baseline_value": round(float(np.mean(worst.skus.recall)), 4)},
-        "pgvector_filtered_top50_recall_global_design": {
-            "value": round(float(np.mean(old.recall)), 4), "unit": "recall@50 (global-index design)",
-            "baseline": global_design, "baseline_value": round(float(np.mean(old.recall)), 4)},
-        "pgvector_filtered_top50_min_rows": {
-            "value": new.min_rows, "unit": "rows (of 50)", "baseline": "naive filtered HNSW ef 40, mean rows",
-            "baseline_value": round(float(np.mean(naive_rows)), 1)},
-        "pgvector_anchor_hnsw_ef200_p99_ms": {
-            "value": round(_percentile(anchor.latency_ms, 99), 2),
-            "unit": f"ms (the issue's anchor: naive filtered HNSW ef {ANCHOR_EF}, {half.name}; recall "
-                    f"{np.mean(anchor.recall):.3f}, ≥ {anchor.min_rows} rows; 6.6 ms when the target was set)",
-            "baseline": "default, same filter and queries, same run",
-            "baseline_value": round(_percentile(half.new.latency_ms, 99), 2)},
-        "pgvector_bench_load_avg": {"value": round(max(load_before[0], load_after[0]), 1),
-                                    "unit": f"1-min load average ({os.cpu_count()} cores)"},
+        "pgvector_version": figure(version[0] if version else None, ""),
+        "pgvector_rows": figure(catalog.rows, "photos", "SKUs", catalog.skus),
+        "search_sku_recall50_mean": figure(round(float(np.mean(ours.recalls)), 4), "ratio"),
+        "search_sku_recall50_worst": figure(round(min(ours.recalls), 4), "ratio"),
+        "search_min_skus": figure(ours.min_skus, "SKUs"),
+        "search_p50_ms": figure(round(percentile(ours.latencies_ms, 50), 2), "ms",
+                                "exact search in PostgreSQL, same queries", round(exact_p50, 2)),
+        "search_p99_ms": figure(round(percentile(ours.latencies_ms, 99), 2), "ms",
+                                "exact search in PostgreSQL, same queries", round(exact_p99, 2)),
+        "search_build_s": figure(round(build["build_s"], 2), "s", "SKU means from the photos",
+                                 round(build["means_s"], 2)),
+        "search_index_lists": figure(build["lists"], "lists"),
+        "search_index_mb": figure(round(build["index_mb"], 1), "MiB"),
     }
-
-
-if __name__ == "__main__":
-    import sys
-
-    result = run(quick="--quick" in sys.argv)
-    for key, figure in result.items():
-        print(f"{key} = {figure}")

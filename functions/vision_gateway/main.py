@@ -29,6 +29,7 @@ from starlette.responses import Response
 
 from functions.vision_gateway.schemas import DetectRequest, SearchRequest, TagRequest
 from unde.db.embedded import resolve_urls
+from unde.db.pgvector import check_at_start, require_pgvector
 from unde.db.pool import open_pool
 from unde.errors import BadInput, ConfigError, UpstreamError
 from unde.fetch import FetchPolicy
@@ -41,7 +42,7 @@ from unde.response_shapes import DetectResponse, GarmentTagsResponse, SearchResp
 from unde.retrieval.dual import DualRetrieval, Embedding, SearchQuery, XimilarHits
 from unde.retrieval.mall_brands import MallBrands
 from unde.retrieval.merge import Candidate
-from unde.retrieval.sku_memory import limit_blas_threads
+from unde.retrieval.search import SearchTuning
 from unde.retrieval.sources import (
     embed_crop,
     pgvector_candidates,
@@ -57,7 +58,6 @@ SERVICE = "vision_gateway"
 SETTINGS = load_settings(VisionGatewaySettings)
 configure_logging(SERVICE, SETTINGS.log_level)
 log = logging.getLogger(SERVICE)
-limit_blas_threads()  # the in-process SKU stage's products are small; see sku_memory.BLAS_THREADS
 
 JSON_LIMIT = int(SETTINGS.image_max_bytes * 1.4) + 65_536  # one base64 image plus slack
 UPSTREAM_MAX_SIDE = 1600  # larger photos are downscaled before going to Ximilar/the embedder
@@ -66,6 +66,8 @@ DETECT_PROVIDER = garments.resolve_provider(SETTINGS.detect_provider, SETTINGS.x
 TAG_PROVIDER = garments.resolve_provider(SETTINGS.tag_provider, SETTINGS.ximilar_configured)
 if "ximilar" in (DETECT_PROVIDER, TAG_PROVIDER) and not SETTINGS.ximilar_configured:
     raise ConfigError("DETECT_PROVIDER/TAG_PROVIDER=ximilar needs XIMILAR_API_TOKEN")
+if SETTINGS.production_db_url is not None:  # refuse to start on a pgvector older than 0.8
+    check_at_start(secret_value(SETTINGS.production_db_url) or "")
 if SETTINGS.search_backend == "ximilar" and not (SETTINGS.ximilar_configured
                                                  and SETTINGS.ximilar_collection_id):
     raise ConfigError("SEARCH_BACKEND=ximilar needs XIMILAR_API_TOKEN and XIMILAR_COLLECTION_ID")
@@ -88,9 +90,15 @@ async def _database_urls() -> tuple[str, str]:
 
 async def _build_production() -> AsyncConnectionPool:
     production, _ = await _database_urls()
-    return await open_pool(production, name="production", min_size=SETTINGS.db_pool_min,
+    pool = await open_pool(production, name="production", min_size=SETTINGS.db_pool_min,
                            max_size=SETTINGS.db_pool_max,
                            statement_timeout_ms=SETTINGS.db_statement_timeout_ms, vector=True)
+    try:
+        await require_pgvector(pool)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
 
 
 async def _build_mall_brands() -> MallBrands:
@@ -113,18 +121,17 @@ async def _build_loader() -> ImageLoader:
     return ImageLoader(await HTTP.get(), policy, SETTINGS.image_max_pixels)
 
 
+TUNING = SearchTuning(probes=SETTINGS.search_ivf_probes, candidates=SETTINGS.search_sku_candidates,
+                      exact_rows=SETTINGS.search_exact_rows)
+
+
 async def _build_retrieval() -> DualRetrieval:
     async def embed(image: bytes) -> Embedding:
         return await embed_crop(await EMBEDDER.get(), image, timeout_s=SETTINGS.embedder_timeout_s)
 
     async def pgvector(embedding: Embedding, top_k: int,
                        brands: Sequence[str] | None) -> list[Candidate]:
-        return await pgvector_candidates(await PRODUCTION.get(), embedding, top_k, brands,
-                                         ef_search=SETTINGS.hnsw_ef_search,
-                                         cell_rows=SETTINGS.search_cell_rows,
-                                         parallel=SETTINGS.search_parallel,
-                                         sku_rows=SETTINGS.search_sku_rows,
-                                         sku_memory_mb=SETTINGS.search_sku_memory_mb)
+        return await pgvector_candidates(await PRODUCTION.get(), embedding, top_k, brands, tuning=TUNING)
 
     async def ximilar(image: bytes, k: int, brands: Sequence[str] | None) -> XimilarHits:
         return await ximilar_candidates(await XIMILAR.get(), image, k, brands,

@@ -32,14 +32,6 @@ CIRCUIT_STATE = Gauge(
 QUEUE_DEPTH = Gauge("unde_index_queue_depth", "Indexing jobs ready to run")
 IMAGES_INDEXED = Counter("unde_images_indexed_total", "Catalog images embedded and stored",
                          ["model_version"])
-KNN_PLANS = Counter(
-    "unde_knn_plans_total", "Catalog kNN statements run, by plan kind (memory, skus, cells, exact, global) and "
-    "whether it was the first plan of the search or a re-plan/fallback", ["kind", "attempt"])
-MEMORY_SKUS = Gauge("unde_knn_memory_skus", "SKU vectors this process holds in memory for the kNN "
-                    "SKU stage (0: the server ranks them)", ["model_version"])
-MEMORY_PHOTOS = Gauge("unde_knn_memory_photos", "Photo vectors (int16) this process holds in memory to "
-                      "choose the SKUs whose photos the server ranks (0: chosen by SKU vectors alone)",
-                      ["model_version"])
 INFERENCE_SECONDS = Histogram(
     "unde_model_inference_seconds", "Model inference time", ["model_version", "mode"],
     buckets=LATENCY_BUCKETS)

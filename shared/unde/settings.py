@@ -147,23 +147,13 @@ class VisionGatewaySettings(CommonSettings, DatabaseSettings):
     search_backend: SearchBackend = "conditional"
     confidence_threshold: float = Field(0.80, ge=0, le=1)
     margin: float = Field(0.10, ge=0, le=1)
-    search_top_k: int = Field(50, ge=1, le=200)
     ximilar_top_k: int = Field(30, ge=1, le=200)
-    hnsw_ef_search: int = Field(200, ge=10, le=1000)
-    #: Filtered rows a pgvector search scans in its nearest cells (recall vs latency; see
-    #: unde.retrieval.cells and bench/pgvector.py).
-    search_cell_rows: int = Field(5000, ge=100, le=100_000)
-    #: SKU vectors a pgvector search ranks in its nearest cells before ranking the best SKUs'
-    #: photos (recall vs latency; see unde.retrieval.sku_cells and bench/pgvector.py).
-    search_sku_rows: int = Field(1600, ge=100, le=100_000)
-    #: Largest SKU matrix (MB) a gateway process holds to rank the SKU stage itself, re-read in
-    #: the background when the catalog changes: SKU vectors and photo vectors (47K SKUs and
-    #: 235K photos × 512: 322 MiB), the SKU vectors alone when only they fit (92 MiB); 0: the
-    #: database ranks the SKU vectors (see unde.retrieval.sku_memory and bench/pgvector.py).
-    search_sku_memory_mb: float = Field(512.0, ge=0, le=8192)
-    #: Connections one pgvector search spreads its cell scan over (the DB scans them on as many
-    #: cores); the production pool is sized for it.
-    search_parallel: int = Field(2, ge=1, le=8)
+    #: pgvector search (unde.retrieval.search; what each trades: k8s/README.md): IVFFlat lists
+    #: probed first, SKUs the first stage chooses (at least 2 × top_k), and the filter size in
+    #: SKUs up to which the SKU means are ranked exactly instead of through the index.
+    search_ivf_probes: int = Field(20, ge=1, le=1000)
+    search_sku_candidates: int = Field(250, ge=10, le=2000)
+    search_exact_rows: int = Field(8000, ge=0, le=1_000_000)
     mall_brands_ttl_s: float = Field(300.0, ge=0)
     detect_provider: ProviderChoice = "auto"
     tag_provider: ProviderChoice = "auto"

@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 from tests.fakes.ximilar_server import COLLECTION_ID, TOKEN, FakeXimilar
 from tests.function_apps import client_for, load_function
 from tests.gateway.fake_embedder import MODEL_VERSION
+from unde.retrieval.sku_vectors import UPSERT_SQL
 
 DIM = 512
 
@@ -49,6 +50,9 @@ def insert_catalog(production_url: str, rows: list[tuple[str, str, np.ndarray]])
                 "INSERT INTO sku_image_embeddings (sku_id, brand, image_url, image_rank, image_hash,"
                 " embedding, model_version, metadata) VALUES (%s,%s,%s,0,%s,%s,%s,%s)",
                 (sku, brand, url, f"h{index}", vector, MODEL_VERSION, Jsonb(metadata)))
+        pairs = sorted({(brand, sku) for brand, sku, _ in rows})
+        conn.execute(UPSERT_SQL, {"mv": MODEL_VERSION, "brands": [b for b, _ in pairs],
+                                  "skus": [s for _, s in pairs]})  # the indexer's SKU means
 
 
 def insert_stores(staging_url: str, stores: list[tuple[str, str]]) -> None:

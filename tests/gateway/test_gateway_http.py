@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from threadpoolctl import threadpool_info, threadpool_limits
 
 from tests.fakes.ximilar_server import FakeXimilar
 from tests.gateway.conftest import jpeg
 from tests.gateway.fake_embedder import FakeEmbedder
 from tests.gateway.gateway_app import b64, gateway
-from unde.retrieval.sku_memory import BLAS_THREADS
 from unde.synthetic.image_server import ImageServer
 
 PHOTO = jpeg((120, 120, 120), size=(300, 400), stripe=(20, 30, 80))
@@ -169,13 +167,3 @@ async def test_healthz_and_metrics(monkeypatch: pytest.MonkeyPatch, fake_ximilar
         health = (await client.get("/healthz")).json()
     assert health["providers"] == {"detect": "local", "tag": "local"}
     assert health["ximilar"]["configured"] is False
-
-
-async def test_the_gateway_keeps_numpys_blas_to_one_thread(monkeypatch: pytest.MonkeyPatch,
-                                                         embedder: FakeEmbedder) -> None:
-    """The in-process SKU stage's small products must not fan out over every core (see
-    sku_memory.BLAS_THREADS)."""
-    with threadpool_limits(limits=2, user_api="blas"):  # restored afterwards
-        async with gateway(monkeypatch, **urls(), embedder_url=embedder.base_url, ximilar=None):
-            blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
-    assert blas and set(blas) == {BLAS_THREADS}

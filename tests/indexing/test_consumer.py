@@ -12,8 +12,8 @@ import pytest
 from pgvector.psycopg import register_vector
 from psycopg_pool import AsyncConnectionPool
 
+from unde.db.pgvector import as_array
 from unde.indexing.planner import plan_missing
-from unde.retrieval.cells import as_array, ensure_cells, nearest_cells
 
 from .conftest import CountingEmbedder, ImageCdn, add_product, jpeg, make_consumer, seed_catalog
 
@@ -184,35 +184,26 @@ async def test_max_jobs_bounds_a_run_and_the_prefetched_batch_is_released(
     assert len(vectors) == 9
 
 
-async def test_rows_get_their_cell_once_the_model_version_has_cells(
+async def test_the_consumer_writes_each_skus_mean_with_its_photos(
         staging_url: str, production_url: str, production_pool: AsyncConnectionPool,
         http_client: httpx.AsyncClient, cdn: ImageCdn) -> None:
-    """Before training, rows are written without a cell; `ensure_cells` trains and assigns
-    them; rows written afterwards carry their nearest cell straight from the consumer."""
+    """Every batch recomputes the SKU means of the SKUs it wrote photos for, in the same
+    transaction: a SKU whose photos arrive in two runs ends with the mean of both."""
     seed_catalog(staging_url, cdn, products=5, photos=3)
     await plan(staging_url, production_url)
     embedder = CountingEmbedder()
     await make_consumer(production_pool, embedder, http_client, cdn).run()
-    with psycopg.connect(production_url) as conn:
-        assert conn.execute("SELECT count(*) FROM sku_image_embeddings WHERE cell IS NOT NULL").fetchone() == (0,)
-    async with await psycopg.AsyncConnection.connect(production_url, autocommit=True) as conn:
-        report = await ensure_cells(conn, MODEL, min_rows=0, cells=4)
-    assert (report.trained, report.assigned, report.skus) == (4, 15, 5)  # + the 5 SKUs' vectors
     add_product(staging_url, cdn, "brand-late", "LATE-1", [jpeg((200, 30, 30)), jpeg((20, 30, 200), stripe=4)])
     assert await plan(staging_url, production_url) == 2
+    first = await make_consumer(production_pool, embedder, http_client, cdn).run(max_jobs=1)
+    assert first.written == 1
+    with psycopg.connect(production_url) as conn:
+        assert conn.execute("SELECT photos FROM sku_embeddings WHERE sku_id = 'LATE-1'").fetchone() == (1,)
     await make_consumer(production_pool, embedder, http_client, cdn).run()
     with psycopg.connect(production_url) as conn:
         register_vector(conn)
-        centroids = np.stack([r[0].to_numpy() for r in conn.execute(
-            "SELECT centroid FROM embedding_cells WHERE model_version = %s ORDER BY cell", (MODEL,))])
-        late = conn.execute("SELECT embedding, cell FROM sku_image_embeddings WHERE sku_id = 'LATE-1'").fetchall()
-        unassigned = conn.execute("SELECT count(*) FROM sku_image_embeddings WHERE cell IS NULL").fetchone()
-        sku = conn.execute("SELECT embedding, photos, cell FROM sku_embeddings WHERE sku_id = 'LATE-1'").fetchone()
+        late = conn.execute("SELECT embedding FROM sku_image_embeddings WHERE sku_id = 'LATE-1'").fetchall()
+        sku = conn.execute("SELECT embedding, photos FROM sku_embeddings WHERE sku_id = 'LATE-1'").fetchone()
         skus = conn.execute("SELECT count(*), sum(photos) FROM sku_embeddings").fetchone()
-    assert len(late) == 2 and unassigned == (0,)
-    vectors = np.stack([as_array(r[0]) for r in late])
-    assert [r[1] for r in late] == nearest_cells(vectors, centroids).tolist()
-    # the consumer wrote the new SKU's vector with its photos, in the same transaction
-    assert sku is not None and sku[1] == 2 and skus == (6, 17)
-    assert np.allclose(as_array(sku[0]), vectors.mean(axis=0), atol=1e-6)
-    assert sku[2] == int(nearest_cells(as_array(sku[0]).reshape(1, -1), centroids)[0])
+    assert len(late) == 2 and sku is not None and sku[1] == 2 and skus == (6, 17)
+    assert np.allclose(as_array(sku[0]), np.stack([as_array(r[0]) for r in late]).mean(axis=0), atol=1e-6)

@@ -41,10 +41,9 @@ async def _index(settings: IndexerSettings, urls: DatabaseUrls, args: argparse.N
         if args.plan_only:
             return 0
         totals = await _consume_with_progress(service, args.workers, args.max_jobs)
-        cells = await service.ensure_cells()
-        print(f"search cells: {cells.trained} trained, {cells.assigned} rows assigned, "
-              f"{cells.skus} SKU vectors written"
-              + (f" ({cells.skipped})" if cells.skipped else ""))
+        repaired, index = await service.maintain_search()
+        print(f"search index: {index.rows} SKU rows, {index.lists} lists"
+              + (" (rebuilt)" if index.rebuilt else "") + f"; {repaired} SKU means repaired")
         counts = await service.status_counts()
     finally:
         await service.close()

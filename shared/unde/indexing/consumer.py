@@ -28,14 +28,14 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from unde.db.pgvector import as_array
 from unde.errors import BadInput, NotAllowed, UndeError
 from unde.fetch import FetchPolicy, fetch_bytes
 from unde.indexing import queue
 from unde.indexing.queue import Job
 from unde.metrics import IMAGES_INDEXED
 from unde.models.base import ImageEmbedder
-from unde.retrieval.cells import as_array, load_centroids, nearest_cells
-from unde.retrieval.sku_cells import upsert_skus
+from unde.retrieval.sku_vectors import upsert_skus
 from unde.vision.images import decode_image
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ WHERE model_version = %s AND image_hash = ANY(%s) AND embedding IS NOT NULL
 
 _INSERT_SQL = """
 INSERT INTO sku_image_embeddings
-    (sku_id, brand, image_url, image_rank, image_hash, embedding, model_version, metadata, cell)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+    (sku_id, brand, image_url, image_rank, image_hash, embedding, model_version, metadata)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (brand, sku_id, image_hash, model_version) DO NOTHING
 """
 
@@ -116,8 +116,6 @@ class IndexConsumer:
         self.client = client
         self.policy = policy
         self.config = config or ConsumerConfig()
-        self._centroids: np.ndarray | None = None
-        self._centroids_loaded = False
 
     @property
     def model_version(self) -> str:
@@ -233,24 +231,13 @@ class IndexConsumer:
                 if batch.digests.get(job.id) in batch.to_embed:
                     batch.errors[job.id] = UndeError(f"embedding failed: {exc.__class__.__name__}")
         counts.inferred = len(vectors)
-        await self._load_centroids()
         async with self.pool.connection() as conn, conn.transaction():
             await self._write(conn, batch, vectors, counts)
         return counts
 
-    async def _load_centroids(self) -> None:
-        """The model version's cell centroids, read once per run (None before training: rows
-        are then written without a cell and `ensure_cells` assigns them)."""
-        if self._centroids_loaded:
-            return
-        async with self.pool.connection() as conn:
-            self._centroids = await load_centroids(conn, self.model_version)
-        self._centroids_loaded = True
-
     async def _write(self, conn: AsyncConnection[Any], batch: _Batch,
                      vectors: dict[str, np.ndarray], counts: IndexCounts) -> None:
-        rows: list[list[Any]] = []
-        stacked: list[np.ndarray] = []
+        rows: list[tuple[Any, ...]] = []
         done = []
         for job in batch.jobs:
             if job.id in batch.errors:
@@ -261,21 +248,15 @@ class IndexConsumer:
                 vector = vectors[digest]
             else:
                 counts.reused += 1
-            rows.append([job.sku_id, job.brand, job.image_url, job.image_rank, digest, vector,
-                         job.model_version, Jsonb(dict(job.metadata)), None])
-            stacked.append(np.asarray(vector, dtype=np.float32))
+            rows.append((job.sku_id, job.brand, job.image_url, job.image_rank, digest, vector,
+                         job.model_version, Jsonb(dict(job.metadata))))
             done.append(job.id)
-        if rows and self._centroids is not None:
-            cells = nearest_cells(np.stack(stacked), self._centroids)
-            for row, cell in zip(rows, cells, strict=True):
-                row[8] = int(cell)
         if rows:
             async with conn.cursor() as cur:
                 await cur.executemany(_INSERT_SQL, rows)
                 counts.written = max(cur.rowcount, 0)
             IMAGES_INDEXED.labels(batch.jobs[0].model_version).inc(counts.written)
-            if self._centroids is not None:  # before training, ensure_cells backfills the SKUs
-                await upsert_skus(conn, self.model_version, {(row[1], row[0]) for row in rows}, self._centroids)
+            await upsert_skus(conn, self.model_version, {(row[1], row[0]) for row in rows})
         await queue.mark_done(conn, done)
         for job in batch.jobs:
             error = batch.errors.get(job.id)

@@ -22,7 +22,7 @@ from unde.indexing.consumer import ConsumerConfig, IndexConsumer, IndexCounts
 from unde.indexing.planner import PlanReport, plan_missing
 from unde.metrics import QUEUE_DEPTH
 from unde.models.base import ImageEmbedder
-from unde.retrieval.cells import CellReport, ensure_cells
+from unde.retrieval.sku_vectors import IndexReport, ensure_skus, maintain_index
 from unde.service_client import http_limits
 from unde.settings import IndexerSettings, secret_value
 
@@ -76,15 +76,18 @@ class IndexingService:
                       on_batch: Callable[[IndexCounts], None] | None = None) -> IndexCounts:
         return await self.consumer().run(max_jobs, stop=stop, on_batch=on_batch)
 
-    async def ensure_cells(self) -> CellReport:
-        """The model version's search cells trained (once it has enough rows), every row
-        assigned to one and its SKU vectors up to date (`unde.retrieval.cells`, `.sku_cells`)."""
+    async def maintain_search(self) -> tuple[int, IndexReport]:
+        """After a drain: SKU means repaired (`ensure_skus`) and the IVFFlat index rebuilt when
+        the catalog has outgrown its lists (`unde.retrieval.sku_vectors`); returns the SKUs
+        recomputed and the index report."""
         async with self.production.connection() as conn:
-            report = await ensure_cells(conn, self.model_version)
-        if report.trained or report.assigned or report.skus:
-            log.info("search cells of %s: %d trained, %d rows assigned, %d SKU vectors written",
-                     self.model_version, report.trained, report.assigned, report.skus)
-        return report
+            repaired = await ensure_skus(conn, self.model_version)
+            index = await maintain_index(conn)
+        if repaired or index.rebuilt:
+            log.info("search upkeep of %s: %d SKU means repaired; index %s %d lists for %d SKU rows",
+                     self.model_version, repaired, "rebuilt with" if index.rebuilt else "keeps",
+                     index.lists, index.rows)
+        return repaired, index
 
     async def depth(self) -> int:
         """Jobs ready to run (the KEDA query); also published as a gauge."""

@@ -41,12 +41,12 @@ async def work(service: IndexingService, stop: asyncio.Event, *, idle_exit_s: fl
             drained = False
             log.info("indexed batch run", extra={"counts": counts.as_dict()})
             continue
-        if not drained:  # the queue just emptied: train the search cells / assign new rows
+        if not drained:  # the queue just emptied: repair SKU means, rebuild the index if outgrown
             drained = True
             try:
-                await service.ensure_cells()
+                await service.maintain_search()
             except Exception:
-                log.warning("could not update the search cells; retried after the next drain", exc_info=True)
+                log.warning("search upkeep failed; retried after the next drain", exc_info=True)
         if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
             log.info("queue idle for %.0fs, exiting", idle_exit_s)
             break

@@ -1,4 +1,4 @@
-"""The I/O legs of dual retrieval: the embedder call, pgvector kNN, Ximilar collection search.
+"""The I/O legs of dual retrieval: the embedder call, pgvector search, Ximilar collection search.
 
 Each turns its source's answer into `Candidate`s on the common score scale (cosine
 similarity); `DualRetrieval` only sees these callables.
@@ -17,17 +17,10 @@ from psycopg_pool import AsyncConnectionPool
 from unde.errors import StoreError, UpstreamError
 from unde.providers.ximilar import XimilarClient
 from unde.providers.ximilar.mapping import ximilar_similarity
-from unde.retrieval.cells import CELL_ROWS
 from unde.retrieval.dual import Embedding, XimilarHits
-from unde.retrieval.knn import best_per_sku, knn_images
 from unde.retrieval.merge import METADATA_KEYS, Candidate, catalog_metadata
-from unde.retrieval.sku_cells import SKU_ROWS
-from unde.retrieval.sku_memory import SKU_MEMORY_MB
+from unde.retrieval.search import SearchTuning, search
 from unde.service_client import Deadline, ServiceClient
-
-#: Photos fetched per wanted SKU: the kNN is over images (up to 7 per SKU), the answer per SKU.
-IMAGES_PER_SKU: Final = 3
-MAX_KNN_IMAGES: Final = 1000
 
 #: What Ximilar returns with each hit (inserted by `unde ximilar sync`).
 XIMILAR_FIELDS: Final[list[str]] = ["_id", "brand", "external_id", "image_urls", *METADATA_KEYS]
@@ -52,21 +45,18 @@ def _image_urls(metadata: Mapping[str, Any], best_url: str) -> tuple[str, ...]:
 
 
 async def pgvector_candidates(pool: AsyncConnectionPool, embedding: Embedding, top_k: int,
-                              brands: Sequence[str] | None, *, ef_search: int,
-                              cell_rows: int = CELL_ROWS, parallel: int = 1,
-                              sku_rows: int = SKU_ROWS, sku_memory_mb: float = SKU_MEMORY_MB) -> list[Candidate]:
-    """Best photo per SKU among `brands`, `top_k` SKUs at most, scores = cosine similarity."""
-    k = min(MAX_KNN_IMAGES, top_k * IMAGES_PER_SKU)
+                              brands: Sequence[str] | None, *, tuning: SearchTuning,
+                              timeout_s: float | None = None) -> list[Candidate]:
+    """The `top_k` SKUs among `brands` by their best photo, scores = cosine similarity."""
     try:
-        hits = await knn_images(pool, embedding.vector, k=k, model_version=embedding.model_version,
-                                brands=brands, ef_search=ef_search, cell_rows=cell_rows, parallel=parallel,
-                                sku_rows=sku_rows, memory_mb=sku_memory_mb)
+        hits = await search(pool, embedding.vector, model_version=embedding.model_version, k=top_k,
+                            brands=brands, tuning=tuning, timeout_s=timeout_s)
     except psycopg.Error as exc:  # server restarting, connection cut, pool time-out: a store outage
         raise StoreError(f"pgvector search failed: {exc}") from exc
-    return [Candidate(brand=sku.brand, external_id=sku.sku_id, score=sku.score, source="pgvector",
-                      image_urls=_image_urls(sku.metadata, sku.best_image_url),
-                      metadata=catalog_metadata(sku.metadata))
-            for sku in best_per_sku(hits)[:top_k]]
+    return [Candidate(brand=hit.brand, external_id=hit.sku_id, score=hit.score, source="pgvector",
+                      image_urls=_image_urls(hit.metadata, hit.image_url),
+                      metadata=catalog_metadata(hit.metadata))
+            for hit in hits]
 
 
 def ximilar_filter(brands: Sequence[str] | None) -> dict[str, Any] | None:
