@@ -55,6 +55,9 @@ WIRED_PER_FUNCTION = frozenset({
 
 KNATIVE_GROUP, KNATIVE_VERSION, KNATIVE_SERVICES = "serving.knative.dev", "v1", "services"
 MERGE_PATCH = "application/merge-patch+json"
+#: The field manager of every write: a later server-side-apply `helm upgrade` (Helm 4) that
+#: would set a field this command changed to another value names it in its conflict.
+FIELD_MANAGER = "unde-flags"
 
 
 def _is_secret(model: type[BaseSettings], name: str) -> bool:
@@ -157,12 +160,45 @@ def validate_merged(current: Mapping[str, str], changes: Mapping[str, str]) -> d
     return merged
 
 
+def flag_readers() -> dict[str, list[str]]:
+    """Function → the flags it reads: the chart's flag-readers.json (`unde flags readers`)."""
+    readers: dict[str, list[str]] = {function: [] for function in FUNCTION_SETTINGS}
+    for name, functions in settable_flags().items():
+        for function in functions:
+            readers[function].append(name)
+    return readers
+
+
+#: Go's encoding/json escapes these in a string besides `"` and `\\` (HTML-safe output).
+_GO_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                    "<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                    "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _go_json_string(text: str) -> str:
+    out = []
+    for char in text:
+        escaped = _GO_JSON_ESCAPES.get(char)
+        if escaped is None and char < " ":
+            escaped = f"\\u{ord(char):04x}"
+        out.append(escaped or char)
+    return '"' + "".join(out) + '"'
+
+
 def flags_hash(flags: Mapping[str, str], function: str) -> str:
-    """A short digest of the flag values `function` reads; it changes iff one of them does."""
-    model = FUNCTION_SETTINGS[function]
-    relevant = {name: value for name, value in sorted(flags.items())
-                if name.lower() in model.model_fields}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+    """The flags hash of `function`: it changes iff a flag value the function reads does.
+
+    The ONE rule, also computed by the chart (`unde.flagsHash` in helm/unde-recognition's
+    _helpers.tpl, which writes it at `helm install/upgrade`): the first 16 hex digits of the
+    SHA-256 of the ConfigMap entries `function` reads, as the compact, key-sorted JSON that
+    Helm's `toJson` (Go's encoding/json) writes. Equal hashes for equal flags mean a
+    `helm upgrade` after a persisted `unde flags set` changes no revision template.
+    """
+    readers = set(flag_readers()[function])
+    relevant = {name: flags[name] for name in sorted(flags) if name in readers}
+    text = "{" + ",".join(f"{_go_json_string(name)}:{_go_json_string(str(value))}"
+                          for name, value in relevant.items()) + "}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -271,7 +307,8 @@ class FlagsCluster:
     def _patch_configmap(self, data: Mapping[str, str]) -> None:
         name, namespace = self.names.configmap, self.names.namespace
         self._raw(f"patch ConfigMap {namespace}/{name}", self._core.patch_namespaced_config_map,
-                  name, namespace, {"data": dict(data)}, _content_type=MERGE_PATCH)
+                  name, namespace, {"data": dict(data)}, _content_type=MERGE_PATCH,
+                  field_manager=FIELD_MANAGER)
 
     def _annotation_patch(self, digest: str) -> dict[str, Any]:
         return {"spec": {"template": {"metadata": {"annotations": {FLAGS_HASH_ANNOTATION: digest}}}}}
@@ -281,7 +318,7 @@ class FlagsCluster:
         self._call(f"patch Knative Service {self.names.namespace}/{name}",
                    self._custom.patch_namespaced_custom_object, KNATIVE_GROUP, KNATIVE_VERSION,
                    self.names.namespace, KNATIVE_SERVICES, name, self._annotation_patch(digest),
-                   _content_type=MERGE_PATCH)
+                   _content_type=MERGE_PATCH, field_manager=FIELD_MANAGER)
         return name
 
     def _roll_worker(self, digest: str) -> str | None:
@@ -291,7 +328,8 @@ class FlagsCluster:
         try:
             self._apps.patch_namespaced_deployment(
                 name, self.names.namespace, self._annotation_patch(digest),
-                _content_type=MERGE_PATCH, _request_timeout=self.timeout_s, _preload_content=False)
+                _content_type=MERGE_PATCH, field_manager=FIELD_MANAGER, _request_timeout=self.timeout_s,
+                _preload_content=False)
         except ApiException as exc:
             if exc.status == 404:  # indexerWorker.enabled=false
                 return None
