@@ -258,3 +258,33 @@ def test_missing_release_is_a_clear_error(kube: tuple[FakeKubeApi, Path],
                  "--release", "shop"]) == 1
     assert "ConfigMap unde/shop-flags: HTTP 404" in capsys.readouterr().err
     assert api.writes() == []
+
+
+def _allowed(rules: list[dict[str, Any]], request: Any) -> bool:
+    """Whether a recorded request is permitted by these RBAC rules (get/patch on a named object)."""
+    parts = request.path.strip("/").split("/")
+    group = "" if parts[0] == "api" else parts[1]
+    resource, name = parts[-2], parts[-1]
+    verb = {"GET": "get", "PATCH": "patch"}[request.method]
+    return any(group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+               and name in rule.get("resourceNames", [name]) for rule in rules)
+
+
+def test_the_guides_rbac_role_allows_exactly_what_unde_flags_does(kube: tuple[FakeKubeApi, Path]) -> None:
+    import kubernetes_validate
+
+    from unde.settings import REPO_ROOT
+
+    docs = list(yaml.safe_load_all((REPO_ROOT / "k8s" / "20-unde-flags-rbac.yaml").read_text()))
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.31", strict=True)
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    api, kubeconfig = kube
+    assert run(kubeconfig, "show") == 0
+    assert run(kubeconfig, "set", "SEARCH_BACKEND=ximilar", "INDEX_BATCH_SIZE=64", "LOG_LEVEL=DEBUG") == 0
+    assert {r.method for r in api.requests} == {"GET", "PATCH"}
+    denied = [f"{r.method} {r.path}" for r in api.requests if not _allowed(role["rules"], r)]
+    assert denied == []
+    # ... and no more than that: without the Deployment rule the worker restart is refused.
+    narrower = [rule for rule in role["rules"] if "deployments" not in rule["resources"]]
+    assert any(not _allowed(narrower, r) for r in api.writes())
