@@ -5,7 +5,9 @@ reads as env (`envFrom`). Changing a flag means: validate it against the setting
 function that reads it, patch the ConfigMap, and roll a new revision of exactly those Knative
 Services (a changed `unde.life/flags-hash` annotation on the revision template makes Knative
 create a revision whose pods read the new env, typically within a minute). The indexer's queue
-consumer is a plain Deployment reading the same ConfigMap; it is rolled the same way.
+consumer is a plain Deployment reading the same ConfigMap; it is rolled the same way. The hash
+is the chart's (`flags_hash`: one rule for `helm upgrade` and this command), so a change
+persisted in the chart's values makes the next upgrade a no-op for these fields.
 
 Validation happens in two steps, both before any write: each value against its field (no
 request at all), then the merged flag set against the whole model (cross-field rules such as
@@ -234,8 +236,8 @@ class Rollout:
     skipped: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        if not self.changed:
-            return "no change: every flag already has that value"
+        if not self.changed and not self.services:
+            return "no change: every flag already has that value and every reader runs it"
         lines = [f"{name}: {old if old is not None else '(unset)'} -> {new}"
                  for name, (old, new) in self.changed.items()]
         lines.append("new revision requested: " + (", ".join(self.services) or "none"))
@@ -291,11 +293,12 @@ class FlagsCluster:
             self.names.namespace, KNATIVE_SERVICES, name)
         return service
 
-    def _refuse_shadowed(self, changes: Mapping[str, str]) -> None:
+    def _refuse_shadowed(self, changes: Mapping[str, str],
+                         services: Mapping[str, dict[str, Any]]) -> None:
         """A name the chart sets in a container's own `env` would shadow the ConfigMap value."""
         problems: list[str] = []
         for function in readers_of(changes):
-            containers = (self.read_service(function).get("spec", {}).get("template", {})
+            containers = (services[function].get("spec", {}).get("template", {})
                           .get("spec", {}).get("containers") or [{}])
             own_env = {entry.get("name") for entry in containers[0].get("env") or []}
             problems.extend(f"{name}: {function} sets it in its own env (functions.{function}.env),"
@@ -337,18 +340,29 @@ class FlagsCluster:
         return name
 
     def set_flags(self, changes: Mapping[str, str]) -> Rollout:
-        """Validate, patch the ConfigMap, roll the functions that read a changed flag."""
+        """Validate, patch the ConfigMap, roll the readers whose revision hash is not the flags'.
+
+        A reader is rolled when its live `unde.life/flags-hash` differs from the hash of the
+        merged flags, so a repeated `set` is a no-op, and a `set` of the value the ConfigMap
+        already has still rolls a reader left behind (e.g. by a Helm 3 upgrade, which reverts
+        the ConfigMap but patches a Knative Service only from the old manifest to the new one).
+        """
         validate_changes(changes)  # before any request
         current = self.read_flags()
         merged = validate_merged(current, changes)  # before any write
-        self._refuse_shadowed(changes)
+        readers = readers_of(changes)
+        services = {function: self.read_service(function) for function in readers}
+        self._refuse_shadowed(changes, services)
         rollout = Rollout(changed={name: (current.get(name), value) for name, value in changes.items()
                                    if current.get(name) != value})
-        if not rollout.changed:
-            return rollout
-        self._patch_configmap({name: new for name, (_, new) in rollout.changed.items()})
-        for function in readers_of(rollout.changed):
+        if rollout.changed:
+            self._patch_configmap({name: new for name, (_, new) in rollout.changed.items()})
+        for function in readers:
             digest = flags_hash(merged, function)
+            live = (services[function].get("spec", {}).get("template", {}).get("metadata", {})
+                    .get("annotations") or {}).get(FLAGS_HASH_ANNOTATION)
+            if live == digest:
+                continue
             rollout.services.append(self._roll_service(function, digest))
             if function == "indexer":
                 worker = self._roll_worker(digest)

@@ -288,3 +288,20 @@ def test_the_guides_rbac_role_allows_exactly_what_unde_flags_does(kube: tuple[Fa
     # ... and no more than that: without the Deployment rule the worker restart is refused.
     narrower = [rule for rule in role["rules"] if "deployments" not in rule["resources"]]
     assert any(not _allowed(narrower, r) for r in api.writes())
+
+
+def test_set_of_the_current_value_rolls_a_reader_left_behind(kube: tuple[FakeKubeApi, Path],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Helm 3 after an unpersisted `set`: the ConfigMap is reverted (three-way patch) but the
+    Knative Service keeps the emergency hash (patched old manifest → new only). Setting the
+    value again brings the gateway's revision back to the chart's hash, without a ConfigMap write."""
+    api, kubeconfig = kube
+    chart = _chart_hashes(list(render_profile("default")))
+    assert run(kubeconfig, "set", "SEARCH_BACKEND=ximilar") == 0
+    api.get("configmaps", NS, "unde-flags")["data"]["SEARCH_BACKEND"] = "conditional"  # Helm 3's revert
+    writes = len(api.writes())
+    assert run(kubeconfig, "set", "SEARCH_BACKEND=conditional") == 0
+    new = api.writes()[writes:]
+    assert [w.path.rsplit("/", 1)[1] for w in new] == ["unde-vision-gateway"]
+    assert revision_hash(api, "unde-vision-gateway") == chart["vision_gateway"]
+    assert "new revision requested: unde-vision-gateway" in capsys.readouterr().out
