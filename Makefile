@@ -2,19 +2,23 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 QUICK  ?=
 
-.PHONY: venv lint typecheck test test-all demo bench reliability clean down
+.PHONY: venv lock lint typecheck test test-all demo bench reliability clean down
 
-$(STAMP): pyproject.toml
+# Versions come from constraints.txt (also used by functions/*/Dockerfile); `make lock` rewrites it.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+lock: venv
+	$(BIN)/python scripts/lock.py
 
 lint: venv
 	$(BIN)/ruff check .
@@ -34,7 +38,7 @@ demo: venv
 	$(BIN)/unde demo
 
 bench: venv
-	$(BIN)/python -m pip install -q -e '.[all,dev,bench]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev,bench]'
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
 
 # Faults, indexing crashes and bounded load against the real functions; prints the table and

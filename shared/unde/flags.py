@@ -5,7 +5,9 @@ reads as env (`envFrom`). Changing a flag means: validate it against the setting
 function that reads it, patch the ConfigMap, and roll a new revision of exactly those Knative
 Services (a changed `unde.life/flags-hash` annotation on the revision template makes Knative
 create a revision whose pods read the new env, typically within a minute). The indexer's queue
-consumer is a plain Deployment reading the same ConfigMap; it is rolled the same way.
+consumer is a plain Deployment reading the same ConfigMap; it is rolled the same way. The hash
+is the chart's (`flags_hash`: one rule for `helm upgrade` and this command), so a change
+persisted in the chart's values makes the next upgrade a no-op for these fields.
 
 Validation happens in two steps, both before any write: each value against its field (no
 request at all), then the merged flag set against the whole model (cross-field rules such as
@@ -55,6 +57,9 @@ WIRED_PER_FUNCTION = frozenset({
 
 KNATIVE_GROUP, KNATIVE_VERSION, KNATIVE_SERVICES = "serving.knative.dev", "v1", "services"
 MERGE_PATCH = "application/merge-patch+json"
+#: The field manager of every write: a later server-side-apply `helm upgrade` (Helm 4) that
+#: would set a field this command changed to another value names it in its conflict.
+FIELD_MANAGER = "unde-flags"
 
 
 def _is_secret(model: type[BaseSettings], name: str) -> bool:
@@ -157,12 +162,45 @@ def validate_merged(current: Mapping[str, str], changes: Mapping[str, str]) -> d
     return merged
 
 
+def flag_readers() -> dict[str, list[str]]:
+    """Function → the flags it reads: the chart's flag-readers.json (`unde flags readers`)."""
+    readers: dict[str, list[str]] = {function: [] for function in FUNCTION_SETTINGS}
+    for name, functions in settable_flags().items():
+        for function in functions:
+            readers[function].append(name)
+    return readers
+
+
+#: Go's encoding/json escapes these in a string besides `"` and `\\` (HTML-safe output).
+_GO_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                    "<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                    "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _go_json_string(text: str) -> str:
+    out = []
+    for char in text:
+        escaped = _GO_JSON_ESCAPES.get(char)
+        if escaped is None and char < " ":
+            escaped = f"\\u{ord(char):04x}"
+        out.append(escaped or char)
+    return '"' + "".join(out) + '"'
+
+
 def flags_hash(flags: Mapping[str, str], function: str) -> str:
-    """A short digest of the flag values `function` reads; it changes iff one of them does."""
-    model = FUNCTION_SETTINGS[function]
-    relevant = {name: value for name, value in sorted(flags.items())
-                if name.lower() in model.model_fields}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+    """The flags hash of `function`: it changes iff a flag value the function reads does.
+
+    The ONE rule, also computed by the chart (`unde.flagsHash` in helm/unde-recognition's
+    _helpers.tpl, which writes it at `helm install/upgrade`): the first 16 hex digits of the
+    SHA-256 of the ConfigMap entries `function` reads, as the compact, key-sorted JSON that
+    Helm's `toJson` (Go's encoding/json) writes. Equal hashes for equal flags mean a
+    `helm upgrade` after a persisted `unde flags set` changes no revision template.
+    """
+    readers = set(flag_readers()[function])
+    relevant = {name: flags[name] for name in sorted(flags) if name in readers}
+    text = "{" + ",".join(f"{_go_json_string(name)}:{_go_json_string(str(value))}"
+                          for name, value in relevant.items()) + "}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -198,8 +236,8 @@ class Rollout:
     skipped: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        if not self.changed:
-            return "no change: every flag already has that value"
+        if not self.changed and not self.services:
+            return "no change: every flag already has that value and every reader runs it"
         lines = [f"{name}: {old if old is not None else '(unset)'} -> {new}"
                  for name, (old, new) in self.changed.items()]
         lines.append("new revision requested: " + (", ".join(self.services) or "none"))
@@ -255,11 +293,12 @@ class FlagsCluster:
             self.names.namespace, KNATIVE_SERVICES, name)
         return service
 
-    def _refuse_shadowed(self, changes: Mapping[str, str]) -> None:
+    def _refuse_shadowed(self, changes: Mapping[str, str],
+                         services: Mapping[str, dict[str, Any]]) -> None:
         """A name the chart sets in a container's own `env` would shadow the ConfigMap value."""
         problems: list[str] = []
         for function in readers_of(changes):
-            containers = (self.read_service(function).get("spec", {}).get("template", {})
+            containers = (services[function].get("spec", {}).get("template", {})
                           .get("spec", {}).get("containers") or [{}])
             own_env = {entry.get("name") for entry in containers[0].get("env") or []}
             problems.extend(f"{name}: {function} sets it in its own env (functions.{function}.env),"
@@ -271,7 +310,8 @@ class FlagsCluster:
     def _patch_configmap(self, data: Mapping[str, str]) -> None:
         name, namespace = self.names.configmap, self.names.namespace
         self._raw(f"patch ConfigMap {namespace}/{name}", self._core.patch_namespaced_config_map,
-                  name, namespace, {"data": dict(data)}, _content_type=MERGE_PATCH)
+                  name, namespace, {"data": dict(data)}, _content_type=MERGE_PATCH,
+                  field_manager=FIELD_MANAGER)
 
     def _annotation_patch(self, digest: str) -> dict[str, Any]:
         return {"spec": {"template": {"metadata": {"annotations": {FLAGS_HASH_ANNOTATION: digest}}}}}
@@ -281,7 +321,7 @@ class FlagsCluster:
         self._call(f"patch Knative Service {self.names.namespace}/{name}",
                    self._custom.patch_namespaced_custom_object, KNATIVE_GROUP, KNATIVE_VERSION,
                    self.names.namespace, KNATIVE_SERVICES, name, self._annotation_patch(digest),
-                   _content_type=MERGE_PATCH)
+                   _content_type=MERGE_PATCH, field_manager=FIELD_MANAGER)
         return name
 
     def _roll_worker(self, digest: str) -> str | None:
@@ -291,7 +331,8 @@ class FlagsCluster:
         try:
             self._apps.patch_namespaced_deployment(
                 name, self.names.namespace, self._annotation_patch(digest),
-                _content_type=MERGE_PATCH, _request_timeout=self.timeout_s, _preload_content=False)
+                _content_type=MERGE_PATCH, field_manager=FIELD_MANAGER, _request_timeout=self.timeout_s,
+                _preload_content=False)
         except ApiException as exc:
             if exc.status == 404:  # indexerWorker.enabled=false
                 return None
@@ -299,18 +340,29 @@ class FlagsCluster:
         return name
 
     def set_flags(self, changes: Mapping[str, str]) -> Rollout:
-        """Validate, patch the ConfigMap, roll the functions that read a changed flag."""
+        """Validate, patch the ConfigMap, roll the readers whose revision hash is not the flags'.
+
+        A reader is rolled when its live `unde.life/flags-hash` differs from the hash of the
+        merged flags, so a repeated `set` is a no-op, and a `set` of the value the ConfigMap
+        already has still rolls a reader left behind (e.g. by a Helm 3 upgrade, which reverts
+        the ConfigMap but patches a Knative Service only from the old manifest to the new one).
+        """
         validate_changes(changes)  # before any request
         current = self.read_flags()
         merged = validate_merged(current, changes)  # before any write
-        self._refuse_shadowed(changes)
+        readers = readers_of(changes)
+        services = {function: self.read_service(function) for function in readers}
+        self._refuse_shadowed(changes, services)
         rollout = Rollout(changed={name: (current.get(name), value) for name, value in changes.items()
                                    if current.get(name) != value})
-        if not rollout.changed:
-            return rollout
-        self._patch_configmap({name: new for name, (_, new) in rollout.changed.items()})
-        for function in readers_of(rollout.changed):
+        if rollout.changed:
+            self._patch_configmap({name: new for name, (_, new) in rollout.changed.items()})
+        for function in readers:
             digest = flags_hash(merged, function)
+            live = (services[function].get("spec", {}).get("template", {}).get("metadata", {})
+                    .get("annotations") or {}).get(FLAGS_HASH_ANNOTATION)
+            if live == digest:
+                continue
             rollout.services.append(self._roll_service(function, digest))
             if function == "indexer":
                 worker = self._roll_worker(digest)

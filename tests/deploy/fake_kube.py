@@ -2,7 +2,7 @@
 
 GET/PATCH ConfigMaps, Knative Services (serving.knative.dev/v1) and apps/v1 Deployments. PATCH
 accepts the merge-patch content types the real API server accepts for a JSON object and answers
-415/422 otherwise. Every request is recorded (method, path, content type, body).
+415/422 otherwise. Every request is recorded (method, path, content type, body, query string).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Recorded:
     path: str
     content_type: str | None
     body: Any
+    query: str = ""
 
 
 @dataclass
@@ -96,7 +97,8 @@ def _handler(api: FakeKubeApi) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
             content_type = (self.headers.get("Content-Type") or "").split(";")[0] or None
-            api.requests.append(Recorded(method, self.path.split("?")[0], content_type, body))
+            path, _, query = self.path.partition("?")
+            api.requests.append(Recorded(method, path, content_type, body, query))
             key = self._route()
             if key is None or key not in api.objects:
                 self._send(404, _status(404, "NotFound", f"{self.path} not found"))

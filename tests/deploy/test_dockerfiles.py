@@ -14,7 +14,7 @@ from unde.settings import REPO_ROOT
 
 EXTRAS = {
     "orchestrator": {"db"},
-    "vision_gateway": {"db"},
+    "vision_gateway": {"db", "vision"},
     "llm_reranker": {"db", "gemini"},
     "embedder": {"onnx"},
     "indexer": {"db", "onnx"},
@@ -55,7 +55,7 @@ def test_dockerfile(function: str) -> None:
     path = REPO_ROOT / "functions" / function / "Dockerfile"
     steps = instructions(path)
     stages = [args for kw, args in steps if kw == "FROM"]
-    assert stages[-1] == "python:3.11-slim"
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", stages[-1]), stages[-1]
     final = steps[max(i for i, (kw, _) in enumerate(steps) if kw == "FROM"):]
 
     # Every COPY source from the build context exists and is not excluded by .dockerignore.
@@ -67,8 +67,9 @@ def test_dockerfile(function: str) -> None:
             assert (REPO_ROOT / source).exists(), f"{function}: COPY {source} does not exist"
             assert not dockerignored(source.rstrip("/")), f"{function}: {source} is .dockerignored"
 
-    # Only this function's extras.
-    (install,) = [args for kw, args in final if kw == "RUN" and "pip install" in args]
+    # Only this function's extras, at the versions of constraints.txt.
+    (install,) = [args for kw, args in final if kw == "RUN" and re.search(r'"\.\[[a-z,]+\]"', args)]
+    assert "-c constraints.txt" in install
     extras = set(re.search(r'"\.\[([a-z,]+)\]"', install).group(1).split(","))  # type: ignore[union-attr]
     assert extras == EXTRAS[function]
     declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
@@ -120,3 +121,80 @@ def test_unde_cli_loads_with_only_the_orchestrator_extras() -> None:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "unde.commands.db"
+
+
+def _final_stage(function: str) -> list[tuple[str, str]]:
+    steps = instructions(REPO_ROOT / "functions" / function / "Dockerfile")
+    return steps[max(i for i, (kw, _) in enumerate(steps) if kw == "FROM"):]
+
+
+@pytest.mark.parametrize("function", sorted(EXTRAS))
+def test_dependencies_install_before_any_code_is_copied(function: str) -> None:
+    """A code change must not reinstall every dependency: the layer order says so."""
+    final = _final_stage(function)
+    position = {i: step for i, step in enumerate(final)}
+    (deps,) = [i for i, (kw, args) in position.items() if kw == "RUN" and "-c constraints.txt" in args]
+    copies_before = [args for i, (kw, args) in position.items() if kw == "COPY" and i < deps]
+    assert copies_before == ["pyproject.toml constraints.txt ./"]
+    code = [i for i, (kw, args) in position.items() if kw == "COPY" and args.startswith(("shared/", "functions/"))]
+    assert code and min(code) > deps
+    (package,) = [args for i, (kw, args) in position.items() if kw == "RUN" and i > deps and "pip install" in args]
+    assert "--no-deps" in package  # the real package replaces the stand-in, no resolution
+
+
+def test_one_pinned_base_image_and_one_constraints_file() -> None:
+    bases = {_final_stage(function)[0][1] for function in EXTRAS}
+    assert len(bases) == 1
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert makefile.count("-c constraints.txt") >= 2  # venv and bench
+    pins = {}
+    for line in (REPO_ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, line
+            pins[name.lower().replace("_", "-").replace(".", "-")] = version
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    for requirement in declared:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)  # type: ignore[union-attr]
+        if name != "unde-recognition":
+            assert name.lower().replace("_", "-").replace(".", "-") in pins, f"{name} is not in constraints.txt"
+    assert {"setuptools", "wheel"} <= set(pins)  # the build backend the images use
+
+
+@pytest.mark.parametrize("function", sorted(EXTRAS))
+def test_home_is_writable_under_a_read_only_root(function: str) -> None:
+    """HOME points into /tmp, which the chart mounts as an emptyDir in every pod."""
+    env = " ".join(args for kw, args in _final_stage(function) if kw == "ENV")
+    home = re.search(r"\bHOME=(\S+)", env)
+    assert home and home.group(1).startswith("/tmp"), env
+    from tests.deploy.chart import find, render_profile
+
+    docs = render_profile("default")
+    for doc in [*find(docs, "Service"), *find(docs, "Deployment"), *find(docs, "Job")]:
+        spec = doc["spec"]["template"]["spec"]
+        empty = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+        mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+        assert mounts.get("/tmp") in empty, doc["metadata"]["name"]
+        assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize("function", sorted(EXTRAS))
+def test_scipy_is_needed_by_the_vision_gateway_alone(function: str) -> None:
+    """Each function's main.py imports with scipy blocked, except the gateway's (its image has it)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, importlib.util\n"
+            "sys.modules['scipy'] = None\n"
+            f"spec = importlib.util.spec_from_file_location('main', 'functions/{function}/main.py')\n"
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=False, cwd=REPO_ROOT, env={**os.environ, "UNDE_FUNCTION": function})
+    if function == "vision_gateway":
+        assert done.returncode != 0 and "scipy" in done.stderr
+        assert "vision" in EXTRAS[function]
+    else:
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "vision" not in EXTRAS[function]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,12 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.chart import find, render_profile
+from tests.deploy.chart import CHART_DIR, FUNCTIONS, find, render, render_profile
 from tests.deploy.fake_kube import FakeKubeApi, fake_kube_api
 from unde.cli import main
 from unde.errors import ConfigError
 from unde.flags import (
+    FIELD_MANAGER,
     FLAGS_HASH_ANNOTATION,
+    flag_readers,
     flags_hash,
     parse_assignments,
     readers_of,
@@ -108,6 +111,57 @@ def test_flags_hash_changes_only_with_the_flags_a_function_reads() -> None:
     assert flags_hash(base, "orchestrator") == flags_hash(changed, "orchestrator")
 
 
+def test_chart_ships_the_readers_the_settings_models_define() -> None:
+    """flag-readers.json is generated (`unde flags readers`); a stale copy would split the hash."""
+    shipped = json.loads((CHART_DIR / "flag-readers.json").read_text())
+    assert shipped == flag_readers(), (
+        "helm/unde-recognition/flag-readers.json is stale: run "
+        "`unde flags readers > helm/unde-recognition/flag-readers.json`")
+
+
+def _chart_hashes(docs: list[dict[str, Any]]) -> dict[str, str]:
+    hashes = {s["metadata"]["labels"]["unde.life/function"]:
+              s["spec"]["template"]["metadata"]["annotations"][FLAGS_HASH_ANNOTATION]
+              for s in find(docs, "Service")}
+    (worker,) = find(docs, "Deployment")
+    hashes["worker"] = worker["spec"]["template"]["metadata"]["annotations"][FLAGS_HASH_ANNOTATION]
+    return hashes
+
+
+@pytest.mark.parametrize("flags", [
+    {},
+    {"SEARCH_BACKEND": "ximilar", "CONFIDENCE_HIGH": 1.0, "MARGIN": 0.125, "SEARCH_SKU_MEMORY_MB": 512},
+    {"XIMILAR_PILOT_BRANDS": 'H&M, <Zara> "Mango"\\ Café — \u2028\u2029 \t end', "GEMINI_MODEL": "gemini-2.5-flash",
+     "LOG_LEVEL": "DEBUG", "INDEX_BATCH_SIZE": 64, "CONFIDENCE_THRESHOLD": 0.8},
+])
+def test_chart_and_unde_flags_compute_one_hash(flags: dict[str, Any]) -> None:
+    """The real Helm's hash of each function equals unde.flags.flags_hash of the ConfigMap it wrote."""
+    docs = render({"flags": flags})
+    (configmap,) = find(docs, "ConfigMap")
+    hashes = _chart_hashes(docs)
+    for function in FUNCTIONS:
+        assert hashes[function] == flags_hash(configmap["data"], function), function
+    assert hashes["worker"] == hashes["indexer"]
+    assert len(set(hashes.values())) > 1  # per function, not one hash of everything
+
+
+def test_helm_upgrade_after_a_persisted_flags_set_changes_nothing(kube: tuple[FakeKubeApi, Path]) -> None:
+    """`unde flags set` then the same value in values.yaml: the upgrade renders what is live, so
+    no revision rolls and (Helm 4, server-side apply) no field changes owner: no conflict."""
+    api, kubeconfig = kube
+    assert run(kubeconfig, "set", "SEARCH_BACKEND=ximilar", "AVAILABILITY_WINDOW=48h") == 0
+    docs = render({"flags": {"SEARCH_BACKEND": "ximilar", "AVAILABILITY_WINDOW": "48h"}})
+    (configmap,) = find(docs, "ConfigMap")
+    assert api.get("configmaps", NS, "unde-flags")["data"] == configmap["data"]
+    assert all_hashes(api) == {("worker" if f == "worker" else f"unde-{f.replace('_', '-')}"): h
+                               for f, h in _chart_hashes(docs).items()}
+    # Not persisted: the chart's values differ from the live ones on exactly what was set.
+    live = all_hashes(api)
+    stale = {("worker" if f == "worker" else f"unde-{f.replace('_', '-')}"): h
+             for f, h in _chart_hashes(list(render_profile("default"))).items()}
+    assert {name for name in live if live[name] != stale[name]} == {"unde-vision-gateway", "unde-orchestrator"}
+
+
 # --- against the fake API server ------------------------------------------------------------
 
 def test_bad_value_makes_no_request(kube: tuple[FakeKubeApi, Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,6 +182,7 @@ def test_search_backend_rollback_rolls_only_the_gateway(kube: tuple[FakeKubeApi,
     after = all_hashes(api)
     assert {name for name in after if after[name] != before[name]} == {"unde-vision-gateway"}
     assert {w.content_type for w in api.writes()} == {"application/merge-patch+json"}
+    assert {w.query for w in api.writes()} == {f"fieldManager={FIELD_MANAGER}"}
     assert [w.path for w in api.writes()] == [
         "/api/v1/namespaces/unde/configmaps/unde-flags",
         "/apis/serving.knative.dev/v1/namespaces/unde/services/unde-vision-gateway"]
@@ -203,3 +258,50 @@ def test_missing_release_is_a_clear_error(kube: tuple[FakeKubeApi, Path],
                  "--release", "shop"]) == 1
     assert "ConfigMap unde/shop-flags: HTTP 404" in capsys.readouterr().err
     assert api.writes() == []
+
+
+def _allowed(rules: list[dict[str, Any]], request: Any) -> bool:
+    """Whether a recorded request is permitted by these RBAC rules (get/patch on a named object)."""
+    parts = request.path.strip("/").split("/")
+    group = "" if parts[0] == "api" else parts[1]
+    resource, name = parts[-2], parts[-1]
+    verb = {"GET": "get", "PATCH": "patch"}[request.method]
+    return any(group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+               and name in rule.get("resourceNames", [name]) for rule in rules)
+
+
+def test_the_guides_rbac_role_allows_exactly_what_unde_flags_does(kube: tuple[FakeKubeApi, Path]) -> None:
+    import kubernetes_validate
+
+    from unde.settings import REPO_ROOT
+
+    docs = list(yaml.safe_load_all((REPO_ROOT / "k8s" / "20-unde-flags-rbac.yaml").read_text()))
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.31", strict=True)
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    api, kubeconfig = kube
+    assert run(kubeconfig, "show") == 0
+    assert run(kubeconfig, "set", "SEARCH_BACKEND=ximilar", "INDEX_BATCH_SIZE=64", "LOG_LEVEL=DEBUG") == 0
+    assert {r.method for r in api.requests} == {"GET", "PATCH"}
+    denied = [f"{r.method} {r.path}" for r in api.requests if not _allowed(role["rules"], r)]
+    assert denied == []
+    # ... and no more than that: without the Deployment rule the worker restart is refused.
+    narrower = [rule for rule in role["rules"] if "deployments" not in rule["resources"]]
+    assert any(not _allowed(narrower, r) for r in api.writes())
+
+
+def test_set_of_the_current_value_rolls_a_reader_left_behind(kube: tuple[FakeKubeApi, Path],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Helm 3 after an unpersisted `set`: the ConfigMap is reverted (three-way patch) but the
+    Knative Service keeps the emergency hash (patched old manifest → new only). Setting the
+    value again brings the gateway's revision back to the chart's hash, without a ConfigMap write."""
+    api, kubeconfig = kube
+    chart = _chart_hashes(list(render_profile("default")))
+    assert run(kubeconfig, "set", "SEARCH_BACKEND=ximilar") == 0
+    api.get("configmaps", NS, "unde-flags")["data"]["SEARCH_BACKEND"] = "conditional"  # Helm 3's revert
+    writes = len(api.writes())
+    assert run(kubeconfig, "set", "SEARCH_BACKEND=conditional") == 0
+    new = api.writes()[writes:]
+    assert [w.path.rsplit("/", 1)[1] for w in new] == ["unde-vision-gateway"]
+    assert revision_hash(api, "unde-vision-gateway") == chart["vision_gateway"]
+    assert "new revision requested: unde-vision-gateway" in capsys.readouterr().out

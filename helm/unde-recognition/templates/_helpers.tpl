@@ -32,14 +32,15 @@ unde.life/function: {{ index . 1 }}
 {{- end -}}
 
 {{/* Image reference: repository@digest when a digest is given, else repository:tag
-     (tag defaults to the chart's appVersion). Arg: the function's image values. */}}
+     (tag defaults to the chart's appVersion; toString: `--set ...tag=1234567`, an all-digit
+     short commit SHA, arrives as a number). Arg: (list imageValues $). */}}
 {{- define "unde.image" -}}
 {{- $img := index . 0 -}}
 {{- $root := index . 1 -}}
 {{- if $img.digest -}}
 {{- printf "%s@%s" $img.repository $img.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $img.repository (default $root.Chart.AppVersion $img.tag) -}}
+{{- printf "%s:%s" $img.repository (toString (default $root.Chart.AppVersion $img.tag)) -}}
 {{- end -}}
 {{- end -}}
 
@@ -52,9 +53,41 @@ unde.life/function: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
-{{/* Hash of the flag values: a changed flag (helm upgrade) rolls a new revision. */}}
+{{/* One function's flags hash, on its revision template: a changed flag that the function
+     reads rolls a new revision of that function only. The rule, shared with `unde flags set`
+     (unde.flags.flags_hash): the first 16 hex digits of the SHA-256 of the compact JSON
+     (sorted keys) of the ConfigMap entries the function reads; who reads what is
+     flag-readers.json, generated from the settings models (`unde flags readers`).
+     Arg: (list $ fn). */}}
 {{- define "unde.flagsHash" -}}
-{{- .Values.flags | toJson | sha256sum | trunc 16 -}}
+{{- $root := index . 0 -}}
+{{- $fn := index . 1 -}}
+{{- $file := $root.Files.Get "flag-readers.json" -}}
+{{- if not $file -}}
+{{- fail "flag-readers.json is missing from the chart (regenerate it: unde flags readers > helm/unde-recognition/flag-readers.json)" -}}
+{{- end -}}
+{{- $readers := get ($file | fromJson) $fn -}}
+{{- $read := dict -}}
+{{- range $name, $value := $root.Values.flags -}}
+{{- if has $name $readers -}}
+{{- $_ := set $read $name (include "unde.flagValue" $value) -}}
+{{- end -}}
+{{- end -}}
+{{- $read | toJson | sha256sum | trunc 16 -}}
+{{- end -}}
+
+{{/* Refuse a public orchestrator that would accept unauthenticated calls: the app's keys come
+     from the Secret (APP_API_KEYS in secretEnv, not optional) unless explicitly allowed. */}}
+{{- define "unde.requireAppKeys" -}}
+{{- $cfg := .Values.functions.orchestrator -}}
+{{- if and $cfg.public (not $cfg.allowUnauthenticated) -}}
+{{- if not (has "APP_API_KEYS" $cfg.secretEnv) -}}
+{{- fail "functions.orchestrator is public but APP_API_KEYS is not in functions.orchestrator.secretEnv: the app's API keys must come from the Secret (or set functions.orchestrator.allowUnauthenticated=true to deploy an open endpoint on purpose)" -}}
+{{- end -}}
+{{- if has "APP_API_KEYS" .Values.secrets.optional -}}
+{{- fail "functions.orchestrator is public but APP_API_KEYS is in secrets.optional: a pod without it would accept unauthenticated calls (or set functions.orchestrator.allowUnauthenticated=true)" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* env entries for the Secret keys a function reads. Arg: (list $ fnValues) */}}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from unde.commands.common import add_parser
 from unde.flags import (
     FlagsCluster,
     ReleaseNames,
+    flag_readers,
     kubernetes_client,
     parse_assignments,
     settable_flags,
@@ -36,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     set_parser.set_defaults(func=set_flags)
     add_parser(actions, "list", "print every settable flag and the functions that read it"
                ).set_defaults(func=list_flags)
+    add_parser(actions, "readers", "print the chart's flag-readers.json (function -> flags it reads)"
+               ).set_defaults(func=print_readers)
 
 
 def _cluster(args: argparse.Namespace) -> FlagsCluster:
@@ -65,4 +69,10 @@ def set_flags(args: argparse.Namespace) -> int:
 def list_flags(args: argparse.Namespace) -> int:
     for name, functions in settable_flags().items():
         print(f"{name:28} {', '.join(functions)}")
+    return 0
+
+
+def print_readers(args: argparse.Namespace) -> int:
+    """The chart's copy of who reads what; the flags hash of both sides is computed from it."""
+    print(json.dumps(flag_readers(), indent=2))
     return 0
