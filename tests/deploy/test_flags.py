@@ -130,7 +130,7 @@ def _chart_hashes(docs: list[dict[str, Any]]) -> dict[str, str]:
 
 @pytest.mark.parametrize("flags", [
     {},
-    {"SEARCH_BACKEND": "ximilar", "CONFIDENCE_HIGH": 1.0, "MARGIN": 0.125, "SEARCH_SKU_MEMORY_MB": 512},
+    {"SEARCH_BACKEND": "ximilar", "CONFIDENCE_HIGH": 1.0, "MARGIN": 0.125, "SEARCH_IVF_PROBES": 30},
     {"XIMILAR_PILOT_BRANDS": 'H&M, <Zara> "Mango"\\ Café — \u2028\u2029 \t end', "GEMINI_MODEL": "gemini-2.5-flash",
      "LOG_LEVEL": "DEBUG", "INDEX_BATCH_SIZE": 64, "CONFIDENCE_THRESHOLD": 0.8},
 ])
