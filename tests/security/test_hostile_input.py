@@ -9,10 +9,11 @@ streamed. `/healthz` is a bare liveness answer unless the internal token comes w
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from tests.contracts.apps import FUNCTIONS, INTERNAL_TOKEN, Target
+from tests.contracts.apps import FUNCTIONS, INTERNAL_TOKEN, Target, running
 
 #: A JSON endpoint of each function and a body it accepts (nesting and numbers go into it).
 JSON_ENDPOINTS = {
@@ -101,3 +102,14 @@ async def test_healthz_shows_details_only_with_the_internal_token(target: Target
     assert anonymous.status_code == wrong.status_code == insider.status_code == 200
     assert anonymous.json() == wrong.json() == minimal
     assert insider.json().items() > minimal.items(), insider.json()
+
+
+async def test_rotating_user_ids_hits_the_address_limit(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, production_url: str, staging_url: str) -> None:
+    env = {"RATE_LIMIT_ADDRESS_PER_MINUTE": "1", "RATE_LIMIT_ADDRESS_BURST": "10"}
+    async with running("orchestrator", monkeypatch, production_url=production_url,
+                       staging_url=staging_url, tmp_path=tmp_path, env=env) as target:
+        statuses = [(await target.client.post(
+            "/recognize", json={"photo_url": "http://x/p.jpg", "user_id": f"rotating-{n}"},
+            headers=target.headers)).status_code for n in range(30)]
+    assert statuses.count(200) == 10 and statuses.count(429) == 20, statuses

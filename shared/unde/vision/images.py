@@ -122,5 +122,6 @@ def crop(image: Image.Image, bbox: Sequence[float] | None) -> Image.Image:
 def encode_jpeg(image: Image.Image, quality: int = 90) -> bytes:
     """JPEG bytes of an RGB image (how crops travel between functions)."""
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies even RGB
+    rgb.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
