@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from unde.models.base import EMBEDDING_DIM
 from unde.rerank.candidates import RerankCandidate
-from unde.vision.image_input import ImageRef
+from unde.vision.image_input import ImageRef, ImageUrl
 
 
 class Hints(BaseModel):
@@ -31,7 +31,7 @@ class TagRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     image: ImageRef | None = None
-    url: str | None = Field(None, max_length=4096)
+    url: ImageUrl | None = None
     hints: Hints = Hints.model_validate({})
 
     @model_validator(mode="after")
@@ -74,7 +74,7 @@ class RerankRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     image: ImageRef | None = None
-    crop_url: str | None = Field(None, max_length=4096, description="the spec's spelling")
+    crop_url: ImageUrl | None = Field(None, description="the spec's spelling")
     embedding: list[float] | None = None
     model_version: str | None = Field(None, min_length=1, max_length=100)
     candidates: list[CandidateIn] = Field(default_factory=list)

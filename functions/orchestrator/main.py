@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from unde import tracing
-from unde.app_auth import AppKeys, PerUserLimiter
+from unde.app_auth import AppKeys
 from unde.db.embedded import resolve_urls
 from unde.db.pool import open_pool
 from unde.errors import UndeError
@@ -32,6 +32,7 @@ from unde.pipeline.inputs import FeedbackBody, RecognizeBody, read_photo
 from unde.pipeline.item import Emit, no_emit
 from unde.pipeline.photo import PhotoInput, Recognizer
 from unde.pipeline.request_log import RequestLog
+from unde.rate_limit import admission_limits
 from unde.response_shapes import FeedbackResponse, RecognizeResponse
 from unde.runtime import Lazy, function_router
 from unde.service_client import ServiceClient, http_limits
@@ -95,16 +96,14 @@ def failure_record(request_id: str, photo: PhotoInput, exc: UndeError) -> dict[s
 
 
 APP_KEYS = AppKeys.parse(secret_value(SETTINGS.app_api_keys))
-LIMITER = PerUserLimiter(SETTINGS.rate_limit_per_minute, SETTINGS.rate_limit_burst)
+LIMITS = admission_limits(SETTINGS)
 if not APP_KEYS.enabled:
     log.warning("APP_API_KEYS is not set: /recognize and /feedback accept unauthenticated calls")
 
 
 def _admit(request: Request, user_id: str | None) -> None:
-    """Authenticate the app, then rate-limit the shopper (user id, else key, else address)."""
-    key = APP_KEYS.check(request)
-    client = request.client.host if request.client else "unknown"
-    LIMITER.check(user_id or (f"key:{key[-6:]}" if key else f"ip:{client}"))
+    """Authenticate the app, then rate-limit its key, the shopper and the client address."""
+    LIMITS.check(request, app_key=APP_KEYS.check(request), user_id=user_id)
 
 
 async def recognize(request: Request) -> Response:
@@ -189,7 +188,7 @@ OPERATIONS = [
 ]
 OPENAPI = document(SERVICE, OPERATIONS, description=__doc__, auth="app")
 ROUTER = function_router(SERVICE, {"POST /recognize": recognize, "POST /feedback": feedback}, health,
-                         openapi=OPENAPI)
+                         details_token=secret_value(SETTINGS.internal_token), openapi=OPENAPI)
 
 
 @functions_framework.aio.http

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import functions_framework.aio
 import httpx
-from PIL import Image
+from PIL import Image, ImageOps
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -162,9 +162,8 @@ def _prepare(data: bytes, bbox: list[float] | None, field: str) -> tuple[Image.I
         image = image.crop(clamp_bbox(bbox, image.size, field=f"{field}.bbox"))
         return image, encode_jpeg(image)
     if max(image.size) > UPSTREAM_MAX_SIDE:
-        small = image.copy()
-        small.thumbnail((UPSTREAM_MAX_SIDE, UPSTREAM_MAX_SIDE))
-        return image, encode_jpeg(small)
+        # contain() resizes into a new small image; copy() + thumbnail() held a full-size copy.
+        return image, encode_jpeg(ImageOps.contain(image, (UPSTREAM_MAX_SIDE, UPSTREAM_MAX_SIDE)))
     if data[:2] == b"\xff\xd8" or data[:8] == b"\x89PNG\r\n\x1a\n":
         return image, data  # JPEG/PNG travel as sent: no second lossy encode
     return image, encode_jpeg(image)

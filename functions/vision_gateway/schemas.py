@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from unde.vision.image_input import ImageRef
+from unde.vision.image_input import ImageRef, ImageUrl
 from unde.vocabulary import CATEGORIES, CATEGORY_OF_TYPE
 
 MAX_TOP_K = 200
@@ -18,7 +18,7 @@ class _OneImage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     image: ImageRef | None = None
-    url: str | None = Field(None, min_length=1, max_length=4096)
+    url: ImageUrl | None = None
 
     @model_validator(mode="after")
     def _one_image(self) -> _OneImage:

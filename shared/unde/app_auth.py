@@ -1,21 +1,16 @@
-"""The orchestrator's public edge: the app's API key, and a per-user request rate limit.
+"""The orchestrator's public edge: the app's API key (rate limits: `unde.rate_limit`).
 
 Keys come from `APP_API_KEYS` (a Secret; comma-separated, so keys can be rotated by adding the
 new one before removing the old). The app sends `Authorization: Bearer <key>` or `X-API-Key`.
-The rate limit is a token bucket per user (user id, else API key, else client address),
-kept per process: with N pods the cluster-wide limit is N times it, which is documented.
 """
 
 from __future__ import annotations
 
 import hmac
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 
 from starlette.requests import Request
 
-from unde.errors import RateLimited, Unauthorized
+from unde.errors import Unauthorized
 
 
 class AppKeys:
@@ -48,30 +43,3 @@ class AppKeys:
         if not offered or not any(valid):
             raise Unauthorized("missing or invalid API key")
         return offered.decode()
-
-
-class PerUserLimiter:
-    """Token bucket per user: `per_minute` sustained, `burst` at once; least-recent users evicted."""
-
-    def __init__(self, per_minute: float, burst: int, *, max_users: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate_per_s = per_minute / 60.0
-        self.burst = float(burst)
-        self.max_users = max_users
-        self._clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def allow(self, user: str) -> bool:
-        """Take one request from `user`'s bucket; False when it is empty."""
-        now = self._clock()
-        tokens, updated = self._buckets.pop(user, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - updated) * self.rate_per_s)
-        allowed = tokens >= 1.0
-        self._buckets[user] = (tokens - 1.0 if allowed else tokens, now)
-        while len(self._buckets) > self.max_users:
-            self._buckets.popitem(last=False)
-        return allowed
-
-    def check(self, user: str) -> None:
-        if not self.allow(user):
-            raise RateLimited(f"too many requests for {user!r}; slow down")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -25,6 +25,17 @@ MAX_REDIRECTS = 3
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
+
+
+async def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """All addresses a host name resolves to (literal IPs in any spelling included)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise BadInput(f"cannot resolve host {host!r}", field="url") from exc
+    return [ipaddress.ip_address(info[4][0]) for info in infos]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +45,7 @@ class FetchPolicy:
     allowed_hosts: frozenset[str] = frozenset()
     max_bytes: int = 15 * 1024 * 1024
     timeout_s: float = 5.0
+    resolver: Resolver = field(default=resolve_host, compare=False)  # DNS (tests: a fake one)
 
     @classmethod
     def of(cls, allowed_hosts: Iterable[str], max_bytes: int, timeout_s: float) -> FetchPolicy:
@@ -75,17 +87,26 @@ def is_public_address(address: IPAddress) -> bool:
     return address.is_global and not address.is_multicast
 
 
-async def resolve(host: str, port: int) -> list[IPAddress]:
-    """All addresses a host name resolves to (literal IPs in any spelling included)."""
-    loop = asyncio.get_running_loop()
+def url_syntax_problem(url: str) -> str | None:
+    """Why `url` cannot be requested as written (bad port, unclosed bracket, whitespace or
+    control characters, which `urlsplit` silently drops but httpx refuses), or None.
+
+    Host spellings httpx refuses (`0177.0.0.1`) are left to the SSRF check, which names
+    them as not allowed; any other URL httpx will not send is caught where it is sent.
+    """
+    if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+        return "URL must not contain whitespace or control characters"
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise BadInput(f"cannot resolve host {host!r}", field="url") from exc
-    return [ipaddress.ip_address(info[4][0]) for info in infos]
+        urlsplit(url).port  # noqa: B018 (reading it validates it)
+    except ValueError as exc:
+        return f"URL is malformed: {exc}"
+    return None
 
 
 def _split(url: str) -> tuple[str, str, int]:
+    problem = url_syntax_problem(url)
+    if problem is not None:
+        raise BadInput(problem, field="url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise NotAllowed(f"URL scheme {parts.scheme!r} is not allowed; use http or https",
@@ -101,25 +122,41 @@ def _split(url: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port
 
 
-async def check_url(url: str, policy: FetchPolicy) -> tuple[str, dict[str, str]]:
-    """Validate one hop; return the URL to request and extra headers (Host when pinned)."""
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One request to send: the URL (the checked address in place of the name when pinned),
+    extra headers and httpx request extensions (the TLS server name when pinned)."""
+
+    url: str
+    headers: dict[str, str]
+    extensions: dict[str, str]
+
+
+async def check_url(url: str, policy: FetchPolicy) -> Hop:
+    """Validate one hop and pin it to the address that passed the check.
+
+    The request then goes to that address, never through a second DNS lookup that could be
+    rebound to a private one: the `Host` header keeps the name, and for https httpx's
+    `sni_hostname` extension keeps it in the TLS handshake, where the certificate is verified
+    against it. Pinned requests close their connection (`Connection: close`): the pool keys
+    connections by address, and one verified for a name must not serve another name.
+    """
     scheme, host, port = _split(url)
     if policy.host_allowed(host, port):
-        return url, {}
-    addresses = await resolve(host, port)
+        return Hop(url, {}, {})
+    addresses = await policy.resolver(host, port)
     blocked = [str(address) for address in addresses if not is_public_address(address)]
     if blocked or not addresses:
         raise NotAllowed(
             f"URL host {host!r} resolves to a non-public address ({', '.join(blocked)})",
             field="url",
         )
-    if scheme == "https":
-        return url, {}  # TLS needs the name; the certificate then vouches for the peer
     parts = urlsplit(url)
     literal = addresses[0]
     netloc_host = f"[{literal}]" if literal.version == 6 else str(literal)
     pinned = urlunsplit(parts._replace(netloc=f"{netloc_host}:{port}"))
-    return pinned, {"Host": parts.netloc.rsplit("@", 1)[-1]}
+    headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "Connection": "close"}
+    return Hop(pinned, headers, {"sni_hostname": host} if scheme == "https" else {})
 
 
 async def fetch_bytes(client: httpx.AsyncClient, url: str, policy: FetchPolicy,
@@ -135,10 +172,10 @@ async def fetch_bytes(client: httpx.AsyncClient, url: str, policy: FetchPolicy,
 async def _follow(client: httpx.AsyncClient, url: str, policy: FetchPolicy,
                   headers: dict[str, str]) -> bytes:
     for _ in range(MAX_REDIRECTS + 1):
-        target, extra = await check_url(url, policy)
+        hop = await check_url(url, policy)
         try:
-            async with client.stream("GET", target, headers={**headers, **extra},
-                                     follow_redirects=False) as response:
+            async with client.stream("GET", hop.url, headers={**headers, **hop.headers},
+                                     extensions=hop.extensions, follow_redirects=False) as response:
                 if response.status_code in REDIRECT_CODES:
                     location = response.headers.get("location")
                     if not location:
@@ -150,6 +187,8 @@ async def _follow(client: httpx.AsyncClient, url: str, policy: FetchPolicy,
                 return await _read_limited(response, policy.max_bytes)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout("image-fetch") from exc
+        except httpx.InvalidURL as exc:  # not an HTTPError: a URL httpx refuses to send
+            raise BadInput(f"image URL is malformed: {exc}", field="url") from exc
         except httpx.HTTPError as exc:
             raise BadInput(f"image URL could not be fetched: {exc.__class__.__name__}",
                            field="url") from exc

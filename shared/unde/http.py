@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -153,15 +154,25 @@ def media_type(request: Request) -> str:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Decode a JSON body or fail with 400 (422 for NUL characters, see `reject_nul`)."""
+    """Decode a JSON body or fail with 400 (422 for NUL characters, see `reject_nul`, and for
+    integers longer than Python converts, `sys.get_int_max_str_digits()`)."""
     if not raw:
         raise BadInput("body is empty; a JSON object is required", field="body", status_code=400)
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"body is not valid JSON: {exc}", field="body", status_code=400) from exc
+    except RecursionError as exc:  # `[[[[…` deeper than the interpreter's recursion limit
+        raise BadInput("body nests arrays/objects too deeply", field="body", status_code=400) from exc
+    except ValueError as exc:  # the only other ValueError json raises: an over-long integer
+        raise BadInput(f"body holds an integer longer than {sys.get_int_max_str_digits()} digits",
+                       field="body", status_code=422) from exc
     if b"\\u0000" in raw or _SURROGATE_ESCAPE.search(raw):
-        reject_nul(data, "body")
+        try:
+            reject_nul(data, "body")
+        except RecursionError as exc:  # parsed just under the limit, walked just over it
+            raise BadInput("body nests arrays/objects too deeply", field="body",
+                           status_code=400) from exc
     return data
 
 

@@ -125,7 +125,8 @@ def _standard_paths(error_ref: dict[str, Any], health_ref: dict[str, Any]) -> di
                         "responses": {"200": {"description": "OK", "content": content}}}}
 
     return {
-        "/healthz": get("Liveness/readiness and what the function reports about itself",
+        "/healthz": get("Liveness/readiness; what the function reports about itself only with "
+                        "the internal token",
                         {"application/json": {"schema": health_ref}}),
         "/metrics": get("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}),
         OPENAPI_PATH: get("This document", {"application/json": {"schema": {"type": "object"}}}),

@@ -18,9 +18,15 @@ REDACTED = "<redacted>"
 
 def redact_url(url: str) -> str:
     """What the log keeps of a photo URL: no query (signatures), no credentials."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # an unclosed "[" or a bad port: keep what can be read, never raise
+        return scrub(url.split("?", 1)[0].split("#", 1)[0])
     host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 

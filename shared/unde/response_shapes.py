@@ -196,7 +196,8 @@ class PlanResponse(_Shape):
 # ---- every function -------------------------------------------------------------------------
 
 class HealthResponse(_Shape):
-    """`GET /healthz`: the service name and status plus what the function reports about itself."""
+    """`GET /healthz`: the service name and status; with the internal token, plus what the
+    function reports about itself."""
 
     service: str
     status: Literal["ok"]

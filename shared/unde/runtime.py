@@ -8,6 +8,7 @@ built on the first request inside the server's event loop, exactly once.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -15,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from unde.http import Endpoint, Router
+from unde.http import INTERNAL_TOKEN_HEADER, Endpoint, Router
 from unde.metrics import http_observer, metrics_endpoint
 
 T = TypeVar("T")
@@ -51,17 +52,26 @@ class Lazy(Generic[T]):
 
 def function_router(service: str, routes: Mapping[str, Endpoint],
                     health: Callable[[], Awaitable[Mapping[str, Any]]], *,
-                    internal_token: str | None = None,
+                    internal_token: str | None = None, details_token: str | None = None,
                     openapi: Mapping[str, Any] | None = None) -> Router:
     """A Router with the function's routes plus `GET /healthz` and `GET /metrics`.
 
     With `internal_token` (INTERNAL_TOKEN), every route but health and metrics requires it.
+    `/healthz` is open, but answers only `{service, status}` unless the caller presents
+    `details_token` (default: `internal_token`; the public orchestrator passes INTERNAL_TOKEN
+    here only); with no token configured at all (local runs) it shows the details.
     With `openapi` (a document from `unde.openapi.document`), `GET /openapi.json` serves it,
     open like health.
     """
 
+    token = (details_token or internal_token or "").encode()
+
     async def healthz(request: Request) -> Mapping[str, Any]:
-        return {"service": service, "status": "ok", **(await health())}
+        details = await health()  # run either way: a readiness probe warms what it builds
+        offered = request.headers.get(INTERNAL_TOKEN_HEADER, "").encode()
+        if token and not hmac.compare_digest(offered, token):
+            return {"service": service, "status": "ok"}  # peers, providers, SQL: not for anyone
+        return {"service": service, "status": "ok", **details}
 
     standard: dict[str, Endpoint] = {"GET /healthz": healthz, "GET /metrics": metrics_endpoint}
     open_paths = {"/healthz", "/metrics"}

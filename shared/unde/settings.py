@@ -8,6 +8,7 @@ variable and what it accepts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -122,13 +123,33 @@ class OrchestratorSettings(CommonSettings, DatabaseSettings):
     item_concurrency: int = Field(4, ge=1, le=20)
     log_spool_dir: Path | None = Field(None, description="default: DATA_DIR/spool")
     app_api_keys: SecretStr | None = Field(None, description="comma-separated API keys of the app")
-    rate_limit_per_minute: float = Field(60.0, gt=0, description="per user, per process")
+    rate_limit_per_minute: float = Field(60.0, gt=0, description="per shopper, per process")
     rate_limit_burst: int = Field(20, ge=1)
+    rate_limit_key_per_minute: float = Field(6000.0, gt=0, description="per app key, per process")
+    rate_limit_key_burst: int = Field(600, ge=1)
+    rate_limit_address_per_minute: float = Field(120.0, gt=0,
+                                                 description="per client address, per process")
+    rate_limit_address_burst: int = Field(40, ge=1)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="CIDRs of proxies whose CLIENT_ADDRESS_HEADER is believed")
+    client_address_header: str = Field("x-forwarded-for", min_length=1)
 
     @field_validator("availability_window", mode="before")
     @classmethod
     def _window(cls, value: Any) -> timedelta:
         return parse_window(value)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
+        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> OrchestratorSettings:

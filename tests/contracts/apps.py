@@ -70,6 +70,8 @@ async def _orchestrator(monkeypatch: pytest.MonkeyPatch, production_url: str, st
     monkeypatch.setenv("APP_API_KEYS", APP_KEY)
     monkeypatch.setenv("RATE_LIMIT_PER_MINUTE", "1000000")
     monkeypatch.setenv("RATE_LIMIT_BURST", "1000000")
+    monkeypatch.setenv("RATE_LIMIT_ADDRESS_PER_MINUTE", "1000000")
+    monkeypatch.setenv("RATE_LIMIT_ADDRESS_BURST", "1000000")
     _apply(monkeypatch, env)
     app, module = load_function("orchestrator")
     fake = upstreams or FakeUpstreams(list(ITEMS))

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from unde.errors import BadInput, NotAllowed
-from unde.fetch import FetchPolicy, check_url, fetch_bytes, is_public_address
+from unde.fetch import FetchPolicy, Hop, check_url, fetch_bytes, is_public_address
 
 POLICY = FetchPolicy.of(["images.local:8090"], max_bytes=1000, timeout_s=2.0)
 
@@ -52,13 +52,14 @@ async def test_other_schemes_and_credentials_are_not_allowed(url: str) -> None:
 
 
 async def test_allow_listed_host_passes_unchanged() -> None:
-    assert await check_url("http://images.local:8090/a.jpg", POLICY) == ("http://images.local:8090/a.jpg", {})
+    assert await check_url("http://images.local:8090/a.jpg", POLICY) == Hop("http://images.local:8090/a.jpg",
+                                                                            {}, {})
 
 
 async def test_public_http_is_pinned_to_the_checked_address() -> None:
-    target, headers = await check_url("http://8.8.8.8:8080/a.jpg?x=1", POLICY)
-    assert target == "http://8.8.8.8:8080/a.jpg?x=1"
-    assert headers == {"Host": "8.8.8.8:8080"}
+    hop = await check_url("http://8.8.8.8:8080/a.jpg?x=1", POLICY)
+    assert hop.url == "http://8.8.8.8:8080/a.jpg?x=1"
+    assert hop.headers == {"Host": "8.8.8.8:8080", "Connection": "close"} and hop.extensions == {}
 
 
 def _client(handler: httpx.MockTransport) -> httpx.AsyncClient:

@@ -74,6 +74,7 @@ class StackConfig:
             "REQUEST_SOFT_DEADLINE_S": str(self.soft_deadline_s),
             "REQUEST_HARD_DEADLINE_S": str(self.hard_deadline_s),
             "RATE_LIMIT_PER_MINUTE": "1000000", "RATE_LIMIT_BURST": "100000",
+            "RATE_LIMIT_ADDRESS_PER_MINUTE": "1000000", "RATE_LIMIT_ADDRESS_BURST": "100000",
             "INDEX_LEASE_S": "5", "LOG_LEVEL": "WARNING",
         }
 

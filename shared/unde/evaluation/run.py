@@ -94,7 +94,8 @@ def pick_photos(photos: list[dict[str, Any]], count: int | None) -> list[dict[st
 def config_env(backend: str, fake_url: str | None, collection: str, token: str) -> dict[str, str]:
     """One configuration's environment for every function."""
     env = {"SEARCH_BACKEND": backend, "DETECT_PROVIDER": "local",
-           "RATE_LIMIT_PER_MINUTE": "1000000", "RATE_LIMIT_BURST": "100000"}
+           "RATE_LIMIT_PER_MINUTE": "1000000", "RATE_LIMIT_BURST": "100000",
+           "RATE_LIMIT_ADDRESS_PER_MINUTE": "1000000", "RATE_LIMIT_ADDRESS_BURST": "100000"}
     if backend in XIMILAR_BACKENDS and fake_url is not None:
         env.update({"XIMILAR_API_URL": fake_url, "XIMILAR_API_TOKEN": token,
                     "XIMILAR_COLLECTION_ID": collection, "TAG_PROVIDER": "ximilar"})

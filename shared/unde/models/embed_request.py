@@ -34,7 +34,7 @@ def parse_bbox(text: str | None) -> list[float] | None:
     try:
         values = json.loads(text) if text.strip().startswith("[") else text.split(",")
         bbox = [float(value) for value in values]
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise BadInput("bbox must be four numbers x0,y0,x1,y1", field="bbox") from exc
     return check_bbox(bbox, "bbox")
 

@@ -14,7 +14,7 @@ from unde.errors import BadInput
 from unde.http import read_model, validate
 from unde.pipeline.photo import PhotoInput
 from unde.redact import redact_url
-from unde.vision.image_input import ImageRef, read_upload
+from unde.vision.image_input import ImageRef, ImageUrl, read_upload
 
 #: Leading bytes of the formats the gateway decodes; anything else is refused here already.
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
@@ -23,7 +23,7 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
 class RecognizeBody(BaseModel):
     """JSON form of `POST /recognize`."""
 
-    photo_url: str | None = Field(None, max_length=4096)
+    photo_url: ImageUrl | None = None
     image: ImageRef | None = None
     user_mall: str | None = Field(None, min_length=1, max_length=200)
     user_id: str | None = Field(None, min_length=1, max_length=128)

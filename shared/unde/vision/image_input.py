@@ -12,17 +12,18 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import httpx
 from PIL import Image
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from unde.errors import BadInput
-from unde.fetch import FetchPolicy, fetch_bytes
+from unde.fetch import FetchPolicy, fetch_bytes, url_syntax_problem
 from unde.http import media_type, read_body, reject_nul
 from unde.vision.images import crop, decode_image
 
@@ -30,10 +31,21 @@ RAW_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif
                              "application/octet-stream"})
 
 
+def _well_formed(url: str) -> str:
+    problem = url_syntax_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    return url
+
+
+#: An image URL that can be parsed and sent as written (the SSRF checks come at fetch time).
+ImageUrl = Annotated[str, Field(max_length=4096), AfterValidator(_well_formed)]
+
+
 class ImageRef(BaseModel):
     """An image by URL or inline base64, with an optional pixel bounding box."""
 
-    url: str | None = Field(None, max_length=4096)
+    url: ImageUrl | None = None
     base64: str | None = Field(None, description="standard or URL-safe base64 image bytes")
     bbox: list[float] | None = Field(None, min_length=4, max_length=4)
 
