@@ -124,6 +124,7 @@ class OrchestratorSettings(CommonSettings, DatabaseSettings):
     app_api_keys: SecretStr | None = Field(None, description="comma-separated API keys of the app")
     rate_limit_per_minute: float = Field(60.0, gt=0, description="per user, per process")
     rate_limit_burst: int = Field(20, ge=1)
+    console_enabled: bool = Field(False, description="serve the QA console at GET /console (unde.console)")
 
     @field_validator("availability_window", mode="before")
     @classmethod
