@@ -155,7 +155,8 @@ async def test_past_request_shows_the_logged_row_its_products_and_feedback(orche
         "request_id": body["request_id"], "item_id": 0, "verdict": "wrong_item", "comment": "not that jacket"})
     assert feedback.status_code == 200
 
-    answer = await orchestrator.client.get(f"/console/api/request?id={body['request_id']}", headers=orchestrator.headers)
+    answer = await orchestrator.client.get(f"/console/api/request?id={body['request_id']}",
+                                           headers=orchestrator.headers)
     row = answer.json()
     assert answer.status_code == 200 and row["id"] == body["request_id"]
     assert row["photo_url"] == "https://cdn.example.com/p.jpg" and row["user_mall"] == "Dubai Hills Mall"

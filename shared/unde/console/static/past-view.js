@@ -90,7 +90,7 @@ export class PastView {
 }
 
 function section(title, ...content) {
-  const id = `past-${title.toLowerCase().replaceAll(/[^a-z]+/g, "-")}`;
+  const id = `past-part-${title.toLowerCase().replaceAll(/[^a-z]+/g, "-")}`;
   return el("section", { class: "past-part", "aria-labelledby": id }, el("h3", { id, text: title }), ...content);
 }
 
@@ -108,10 +108,10 @@ function photoSection(row, items) {
   if (!src || !/^https?:/.test(src)) {
     return section("Photo", el("p", { class: "note", text:
       "The photo was uploaded: the log keeps only its hash, not the image. Detected boxes:" }),
-    el("ul", {}, items.map((item, i) => el("li", { text: `${i + 1} · ${garmentName(item)} at [${(item.bbox || []).join(", ")}]` }))),
+    el("ul", {}, items.map((item) => el("li", { text: `#${item.item_id} · ${garmentName(item)} at [${(item.bbox || []).join(", ")}]` }))),
     facts);
   }
-  const img = el("img", { id: "past-photo", src, alt: `The photo of request ${row.id}` });
+  const img = el("img", { id: "past-request-photo", src, alt: `The photo of request ${row.id}` });
   const layer = el("div", { class: "boxes" });
   drawGarments(img, layer, items, { link: (item) => `#past-garment-${item.item_id}` });
   return section("Photo", el("figure", { class: "photo" }, img, layer), facts);
@@ -158,9 +158,9 @@ function finalMatches(row, items) {
       const product = products.get(`${m.brand}/${m.external_id}`);
       const image = product && safeImageUrl(product.image);
       return el("li", {}, image ? el("img", { src: image, alt: `${m.brand} ${product.name || ""}`, loading: "lazy" }) : null,
-        el("span", { text: `${m.brand} ${m.external_id}` }),
-        product ? el("span", { class: "detail", text: ` · ${product.name} · ${price(product.price, product.currency)}` }) : null,
-        el("span", { class: "score", text: ` · score ${score(m.score)}` }));
+        el("span", {}, el("strong", { text: `${m.brand} ${m.external_id}` }),
+          product ? ` · ${product.name} · ${price(product.price, product.currency)}` : " · not in the catalog now",
+          el("span", { class: "score", text: ` · score ${score(m.score)}` })));
     })))));
 }
 

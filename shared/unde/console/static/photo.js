@@ -16,8 +16,8 @@ export async function drawGarments(img, layer, items, { chips = true, link = (it
   const ok = await loaded(img);
   const width = img.naturalWidth;
   const height = img.naturalHeight;
-  items.forEach((item, index) => {
-    const label = `${index + 1} · ${garmentName(item)} ${percent(item.confidence)}`;
+  for (const item of items) {
+    const label = `#${item.item_id} · ${garmentName(item)} ${percent(item.confidence)}`;
     const box = el("div", { class: "box", dataset: { item: item.item_id } });
     if (ok && width && height && Array.isArray(item.bbox)) {
       const [x0, y0, x1, y1] = item.bbox.map(Number);
@@ -30,5 +30,5 @@ export async function drawGarments(img, layer, items, { chips = true, link = (it
     }
     if (chips) box.append(el("a", { class: "chip", href: link(item), text: label }));
     layer.append(box);
-  });
+  }
 }

@@ -97,10 +97,10 @@ export class RunView {
       return;
     }
     this.say(`Detected ${items.length} garment${items.length === 1 ? "" : "s"}; looking for similar products…`);
-    items.forEach((item, index) => this.garments.append(this.section(item, index)));
+    items.forEach((item) => this.garments.append(this.section(item)));
   }
 
-  section(item, index) {
+  section(item) {
     const id = `garment-${item.item_id}`;
     const cards = el("ul", { class: "cards" }, Array.from({ length: SKELETONS }, skeletonCard));
     const phase = el("p", { class: "phase", text: "Looking for similar…" });
@@ -109,10 +109,10 @@ export class RunView {
     const section = el("section", { class: "garment", id, "aria-labelledby": `${id}-title`, "aria-busy": "true",
       tabindex: "-1", dataset: { item: item.item_id, phase: "searching" } },
       el("div", { class: "garment-head" },
-        el("h3", { id: `${id}-title` }, `${index + 1} · ${garmentName(item)} `,
+        el("h3", { id: `${id}-title` }, `#${item.item_id} · ${garmentName(item)} `,
           el("span", { class: "conf", text: `detected ${percent(item.confidence)}` })), tier),
       phase, cards, facts);
-    this.sections.set(item.item_id, { section, cards, phase, tier, facts, item });
+    this.sections.set(item.item_id, { section, cards, phase, tier, facts, item, label: `garment #${item.item_id}` });
     return section;
   }
 
@@ -121,7 +121,7 @@ export class RunView {
     if (!part || this.ranked.has(data.item_id)) return;
     const found = data.candidates || [];
     const filtered = data.availability_applied ? "in stock in the mall" : "NOT filtered by the mall's stock";
-    this.mark(`candidates #${data.item_id}`, `${found.length} ${filtered}`);
+    this.mark("candidates", `${part.label}: ${found.length} ${filtered}`);
     part.section.dataset.phase = "candidates";
     part.phase.textContent = found.length
       ? `${found.length} candidates ${filtered} (search order); reranking…`
@@ -134,7 +134,7 @@ export class RunView {
   rankedEvent(data) {
     const part = this.sections.get(data.item_id);
     if (!part) return;
-    this.mark(`ranked #${data.item_id}`, `${TIERS[data.match_type]?.label || data.match_type}, ${(data.matches || []).length} shown`);
+    this.mark("ranked", `${part.label}: ${TIERS[data.match_type]?.label || data.match_type}, ${(data.matches || []).length} shown`);
     this.showRanked(part, data.match_type, data.matches || []);
   }
 
@@ -186,7 +186,7 @@ export class RunView {
     this.degraded.replaceChildren(el("h3", { text: `Degraded run: ${flags.size} flag${flags.size === 1 ? "" : "s"}` }),
       el("ul", {}, [...flags].map(([flag, items]) => el("li", { dataset: { flag } },
         el("code", { text: flag }), meaning(flag) ? ` — ${meaning(flag)}` : "",
-        items.length ? el("span", { class: "detail", text: ` (garment ${items.join(", ")})` } ) : null))));
+        items.length ? el("span", { class: "detail", text: ` (${items.map((id) => this.sections.get(id)?.label || `item ${id}`).join(", ")})` }) : null))));
   }
 
   fail(error) {
