@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 QUICK  ?=
 
-.PHONY: venv lock lint typecheck test test-all demo bench reliability clean down
+.PHONY: venv lock lint typecheck test test-all demo bench reliability browser clean down
 
 # Versions come from constraints.txt (also used by functions/*/Dockerfile); `make lock` rewrites it.
 $(STAMP): pyproject.toml constraints.txt
@@ -46,6 +46,15 @@ bench: venv
 reliability: venv
 	$(BIN)/pytest -m slow tests/contracts tests/security
 	$(BIN)/python -m tests.reliability $(if $(QUICK),--quick,)
+
+# The QA console in headless Chromium against the real dev stack (slow, ≈ 4 min): Debian's
+# chromium (installed here when missing; root) driven by Playwright; screenshots in
+# .data/artifacts/console/.
+browser: venv
+	$(BIN)/python -m pip install -q -e '.[all,dev,browser]'
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	$(BIN)/python -c "import playwright.sync_api"
+	$(BIN)/pytest -m slow tests/console
 
 down: venv
 	-$(BIN)/unde dev down

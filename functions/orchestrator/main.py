@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from unde import tracing
 from unde.app_auth import AppKeys
+from unde.console import console_routes
 from unde.db.embedded import resolve_urls
 from unde.db.pool import open_pool
 from unde.errors import UndeError
@@ -187,8 +188,9 @@ OPERATIONS = [
               body=FeedbackBody, errors=(404, 503)),
 ]
 OPENAPI = document(SERVICE, OPERATIONS, description=__doc__, auth="app")
-ROUTER = function_router(SERVICE, {"POST /recognize": recognize, "POST /feedback": feedback}, health,
-                         details_token=secret_value(SETTINGS.internal_token), openapi=OPENAPI)
+CONSOLE = console_routes(SETTINGS, APP_KEYS, LIMITS, lambda: RUNTIME.get())  # {} unless CONSOLE_ENABLED
+ROUTER = function_router(SERVICE, {"POST /recognize": recognize, "POST /feedback": feedback, **CONSOLE},
+                         health, details_token=secret_value(SETTINGS.internal_token), openapi=OPENAPI)
 
 
 @functions_framework.aio.http

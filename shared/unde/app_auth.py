@@ -1,7 +1,9 @@
 """The orchestrator's public edge: the app's API key (rate limits: `unde.rate_limit`).
 
 Keys come from `APP_API_KEYS` (a Secret; comma-separated, so keys can be rotated by adding the
-new one before removing the old). The app sends `Authorization: Bearer <key>` or `X-API-Key`.
+new one before removing the old). The app sends `Authorization: Bearer <key>` or `X-API-Key`;
+the QA console's browser sends the `KEY_COOKIE` its sign-in form set (HttpOnly, SameSite=Strict:
+never sent cross-site; see `unde.console`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import hmac
 from starlette.requests import Request
 
 from unde.errors import Unauthorized
+
+KEY_COOKIE = "unde_app_key"
 
 
 class AppKeys:
@@ -31,15 +35,20 @@ class AppKeys:
         authorization = request.headers.get("authorization", "")
         if authorization.lower().startswith("bearer "):
             return authorization[7:].strip()
-        return request.headers.get("x-api-key", "").strip()
+        return request.headers.get("x-api-key", "").strip() or request.cookies.get(KEY_COOKIE, "").strip()
+
+    def valid(self, offered: str) -> bool:
+        """True when `offered` is one of the keys."""
+        encoded = offered.encode()
+        # Compare against every key so the time taken does not reveal which one was close.
+        matches = [hmac.compare_digest(encoded, key) for key in self._keys]
+        return bool(encoded) and any(matches)
 
     def check(self, request: Request) -> str | None:
         """The key the request presented, if valid; Unauthorized otherwise (None when disabled)."""
         if not self.enabled:
             return None
-        offered = self.presented(request).encode()
-        # Compare against every key so the time taken does not reveal which one was close.
-        valid = [hmac.compare_digest(offered, key) for key in self._keys]
-        if not offered or not any(valid):
+        offered = self.presented(request)
+        if not self.valid(offered):
             raise Unauthorized("missing or invalid API key")
-        return offered.decode()
+        return offered

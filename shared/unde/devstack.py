@@ -87,6 +87,7 @@ def shared_env(urls: DatabaseUrls, data_dir: Path, extra: Mapping[str, str] | No
         "LLM_RERANKER_URL": url_of("llm_reranker", offset),
         "ALLOWED_IMAGE_HOSTS": f"{HOST}:{IMAGE_PORT + offset}",
         "WORKERS": "1",
+        "CONSOLE_ENABLED": "true",  # the orchestrator's QA console (unde.console); off in the chart
         "PYTHONPATH": str(REPO_ROOT),  # functions import their siblings as `functions.<name>.*`
     }
     env.update(extra or {})

@@ -133,6 +133,7 @@ class OrchestratorSettings(CommonSettings, DatabaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="CIDRs of proxies whose CLIENT_ADDRESS_HEADER is believed")
     client_address_header: str = Field("x-forwarded-for", min_length=1)
+    console_enabled: bool = Field(False, description="serve the QA console at GET /console (unde.console)")
 
     @field_validator("availability_window", mode="before")
     @classmethod

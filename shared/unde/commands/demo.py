@@ -17,6 +17,7 @@ import httpx
 from unde import devstack
 from unde.commands.common import add_parser, database_urls, tool_settings
 from unde.commands.recognize import post_photo
+from unde.console.links import console_url
 from unde.db.migrate import apply_migrations
 from unde.pipeline.present import describe_response
 from unde.pipeline.scorecard import Scorecard, format_summary
@@ -91,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         print("\nSummary against ground truth (offline providers: classical CV baseline, not FashionCLIP/"
               "Ximilar/Gemini):")
         print(format_summary(card.summary()))
+        first = _pick_photos(settings.data_dir, 1)[0]
+        live = "" if args.keep_running else (
+            "\n    (live while the stack runs: `unde demo --keep-running` or `unde dev up`)")
+        print(f"\nQA console: {console_url(orchestrator, first['file'], first['mall'])}{live}")
     finally:
         if not args.keep_running:
             devstack.down(settings.data_dir)
