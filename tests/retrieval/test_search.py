@@ -154,12 +154,12 @@ async def test_the_installed_pgvector_serves_and_older_ones_are_named(pool: Asyn
         assert "ALTER EXTENSION vector UPDATE" in problem
 
 
-def test_the_start_up_check_refuses_an_old_pgvector(loaded_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_start_up_check_refuses_an_old_pgvector(loaded_url: str) -> None:
     from unde.db import pgvector
     from unde.errors import ConfigError
 
     pgvector.check_at_start(loaded_url)  # 0.8: starts
     pgvector.check_at_start("host=/nonexistent dbname=x", timeout_s=1)  # unreachable: warns only
-    monkeypatch.setattr(pgvector, "VERSION_SQL", "SELECT '0.6.2'")
+    assert pgvector.installed_version_sync(loaded_url, 5) == "0.8.6"
     with pytest.raises(ConfigError, match=r"pgvector 0\.6\.2.*ALTER EXTENSION vector UPDATE"):
-        pgvector.check_at_start(loaded_url)
+        pgvector.check_at_start(loaded_url, read=lambda url, timeout_s: "0.6.2")

@@ -8,6 +8,7 @@ an older extension, naming the version found and how to upgrade.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
@@ -62,15 +63,21 @@ async def require_pgvector(pool: AsyncConnectionPool) -> str:
     return str(found)
 
 
-def check_at_start(conninfo: str, timeout_s: float = 5.0) -> None:
+def installed_version_sync(conninfo: str, timeout_s: float) -> str | None:
+    with psycopg.connect(conninfo, connect_timeout=max(1, int(timeout_s)), autocommit=True) as conn:
+        row = conn.execute(VERSION_SQL).fetchone()
+    return None if row is None else str(row[0])
+
+
+def check_at_start(conninfo: str, timeout_s: float = 5.0, *,
+                   read: Callable[[str, float], str | None] = installed_version_sync) -> None:
     """Start-up check: ConfigError (the process does not start) on a too-old pgvector; an
     unreachable database only warns (the pool retries and `require_pgvector` checks again)."""
     try:
-        with psycopg.connect(conninfo, connect_timeout=max(1, int(timeout_s)), autocommit=True) as conn:
-            row = conn.execute(VERSION_SQL).fetchone()
+        found = read(conninfo, timeout_s)
     except psycopg.Error as exc:
         log.warning("pgvector version not checked at start-up (database unreachable): %s", exc)
         return
-    problem = version_problem(None if row is None else str(row[0]))
+    problem = version_problem(found)
     if problem is not None:
         raise ConfigError(problem)
