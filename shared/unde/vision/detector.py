@@ -2,7 +2,7 @@
 
 The local-default provider of the vision gateway's ``/detect``. `detect_garments`:
 
-1. MediaPipe Pose (`unde.vision.person`) on a copy with the longer side ≤ 640 px; when it finds
+1. MediaPipe Pose (`unde.vision.person`) on a copy with the longer side 640 px; when it finds
    a person, the garments come from its landmarks and person mask (`unde.vision.pose_layout`);
 2. otherwise (no person found — the flat-shaded synthetic renders often defeat BlazePose — or
    MediaPipe not installed) the classical path: downscale to ``WORK_HEIGHT`` rows, CIELAB,
@@ -157,10 +157,10 @@ def detect_garments(image: Image.Image) -> list[Detection]:
 def detect_with_pose(image: Image.Image) -> list[Detection] | None:
     """Garments from MediaPipe Pose's landmarks and mask; None when it finds no person."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    scale = min(1.0, person.MAX_SIDE / max(rgb.size))
-    if scale < 1:
+    scale = person.MAX_SIDE / max(rgb.size)
+    if scale != 1:
         rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
-                         Image.Resampling.BOX)
+                         Image.Resampling.BILINEAR)
     scale = rgb.width / image.width
     pixels = np.asarray(rgb)
     found = person.find_person(pixels)

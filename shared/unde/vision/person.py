@@ -8,8 +8,7 @@ network), which is why the version is pinned; it wants protobuf < 5, so the ``on
 pinned below 1.23 (1.22 is the last line accepting protobuf 4). See README "Offline models".
 
 `find_person` runs the pose graph once on an RGB array and returns the landmarks in pixels with
-their visibilities and the person mask; None when no person is found. `person_mask` runs Selfie
-Segmentation (also in the wheel) on a crop, for the tagger. One graph per thread
+their visibilities and the person mask; None when no person is found. One graph per thread
 (MediaPipe graphs are not re-entrant), built on first use.
 """
 
@@ -28,7 +27,8 @@ L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 23, 24, 25, 26, 27, 28
 L_HEEL, R_HEEL, L_FOOT, R_FOOT = 29, 30, 31, 32
 #: Segmentation probability above which a pixel belongs to the person.
 MASK_THRESHOLD: Final[float] = 0.5
-#: The longest side the pose graph is given (it resizes internally to 256²; bigger is waste).
+#: The longest side the pose graph is given, up- or downscaled to it, so one photo at any size
+#: gives the same answer (it resizes internally to 256²; bigger is waste).
 MAX_SIDE: Final[int] = 640
 
 _local = threading.local()
@@ -71,23 +71,6 @@ def _graph() -> Any:
                           min_detection_confidence=0.5)
         _local.pose = graph
     return graph
-
-
-def _segmenter() -> Any:
-    graph = getattr(_local, "segmenter", None)
-    if graph is None:
-        from mediapipe.python.solutions import selfie_segmentation
-
-        graph = selfie_segmentation.SelfieSegmentation(model_selection=0)
-        _local.segmenter = graph
-    return graph
-
-
-def person_mask(rgb: NDArray[np.uint8]) -> NDArray[np.bool_]:
-    """MediaPipe Selfie Segmentation's person mask of `rgb` (works on crops of a body, too)."""
-    result = _segmenter().process(np.ascontiguousarray(rgb))
-    mask: NDArray[np.bool_] = np.asarray(result.segmentation_mask) > MASK_THRESHOLD
-    return mask
 
 
 def available() -> bool:
