@@ -7,7 +7,7 @@ toes inside the photo. Each region is the person mask's pixels inside a landmark
 minus skin (the face's colour, sampled around the nose); its box is the mask's extent.
 
 - upper body: shoulders − 0.15 torso … hips + 0.05 torso → ``top``; ``outerwear`` (plus the
-  ``top`` under it) when the torso's sides differ in colour from its centre line;
+  ``top`` under it) when a colour fills 15 % of the torso's centre line and none of its sides;
 - one colour from torso to thighs → ``dress`` down to the last row the colour holds;
 - lower body: hips … ankles → ``bottom``;
 - feet: around ankle, heel and toe landmarks → ``shoes``.
@@ -84,6 +84,18 @@ def _close(a: FloatArray | None, b: FloatArray | None, tol: float = SAME_DELTA_E
     return a is not None and b is not None and float(np.linalg.norm(a - b)) < tol
 
 
+def _inner_colour(lab: FloatArray, centre: BoolArray, sides: BoolArray) -> FloatArray | None:
+    """A colour covering ≥ 15 % of the torso's centre line and none of its sides' main colours:
+    a top showing between the fronts of an open jacket. None when the torso is one garment."""
+    if centre.sum() < 8 or sides.sum() < 8:
+        return None
+    side_colours = [c for c, share in dominant_colours(lab[sides], k=3, iterations=5) if share >= 0.1]
+    for colour, share in dominant_colours(lab[centre], k=3, iterations=5):
+        if share >= 0.15 and not any(_close(colour, other) for other in side_colours):
+            return colour
+    return None
+
+
 class PoseLayout:
     """The landmark geometry of one person over a Lab array of the same size as its mask."""
 
@@ -130,12 +142,12 @@ class PoseLayout:
         upper_win = self.window(top_y, self.hip_y + 0.05 * self.torso)
         upper = self.body & upper_win
         shoulders_vis = float(np.mean(person.visibility[[L_SHOULDER, R_SHOULDER]]))
-        chest = self.window(self.shoulder_y, self.shoulder_y + 0.6 * self.torso)
+        chest = self.window(top_y, self.shoulder_y + 0.4 * self.torso)
         centre = upper & chest & self.window(-1, 1e9, self.axis - 0.1 * self.width, self.axis + 0.1 * self.width)
         off_axis = np.abs(self.cols - self.axis)
         side_band = (off_axis > 0.28 * self.width) & (off_axis < 0.45 * self.width)
         sides = upper & chest & side_band
-        centre_colour, side_colour = _main_colour(self.lab, centre), _main_colour(self.lab, sides)
+        centre_colour = _inner_colour(self.lab, centre, sides)
         legs_seen = (person.seen(L_HIP, R_HIP) and person.seen(L_KNEE, R_KNEE))
         thigh_win = self.window(self.hip_y + 0.1 * self.torso, person.y(L_KNEE, R_KNEE)) if legs_seen else None
         thigh_colour = _main_colour(self.lab, self.body & thigh_win) if thigh_win is not None else None
@@ -145,8 +157,7 @@ class PoseLayout:
             gap_colour = _main_colour(self.lab, self.body & gap)
         upper_colour = _main_colour(self.lab, upper & chest)
         dress = legs_seen and _close(upper_colour, thigh_colour) and _close(upper_colour, gap_colour)
-        outer = (not dress and side_colour is not None and centre_colour is not None
-                 and not _close(centre_colour, side_colour) and self.coverage(sides, chest & side_band) > 0.5)
+        outer = not dress and centre_colour is not None and self.coverage(sides, chest & side_band) > 0.5
 
         def add(category: str, mask: BoolArray, window: BoolArray, visibility: float) -> None:
             box = _box(mask) if mask.sum() >= min_pixels else None

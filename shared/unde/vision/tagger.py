@@ -3,8 +3,9 @@
 Local-default provider of the vision gateway's ``/tag``: a classical baseline, measured by
 ``bench/vision_quality.py`` and ``bench/real_images.py``. The garment's pixels are, for a masked
 crop (the offline detector paints all but the person model's garment pixels white, see
-`unde.providers.garments.crop_jpeg`), everything but that paint; else the crop's salient pixels (unlike its edge colours — white for flat lays), minus skin; the main
-colour is the largest CIELAB k-means cluster, named with CIEDE2000 against the vocabulary.
+`unde.providers.garments.crop_jpeg`), everything but that paint; else the crop's salient
+pixels (unlike its edge colours — white for flat lays); skin removed. The main colour is the
+largest CIELAB k-means cluster, named with CIEDE2000 against the vocabulary.
 Material cannot be read honestly from pixels without a model, so it is always reported as
 unknown; the fine type is unknown too unless the caller passes a fine type as ``category``.
 """
@@ -29,7 +30,7 @@ WORK_SIDE: Final[int] = 160
 GARMENT_DELTA_E: Final[float] = 14.0
 #: RGB level (every channel) of a masked crop's paint, and the share of the crop it must cover.
 BACKDROP_LEVEL: Final[int] = 252
-MIN_BACKDROP_SHARE: Final[float] = 0.05
+MIN_BACKDROP_SHARE: Final[float] = 0.01
 
 
 @dataclass(frozen=True, slots=True)
