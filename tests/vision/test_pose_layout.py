@@ -53,6 +53,15 @@ def test_full_figure_gives_top_bottom_and_shoes() -> None:
     assert found["shoes"][3] >= 190 and found["bottom"][1] >= 94
 
 
+def test_a_shirt_between_the_fronts_makes_outerwear_over_a_top() -> None:
+    rgb, person = _figure(200, 100, visible_legs=True)
+    rgb[34:100, 45:55] = (245, 245, 245)  # a white shirt showing down the centre line
+    found = _regions(rgb, person)
+    assert {"outerwear", "top", "bottom", "shoes"} <= set(found)
+    x0, _, x1, _ = found["top"]
+    assert 42 <= x0 and x1 <= 58  # the inner top is the centre strip, not the whole torso
+
+
 def test_portrait_claims_no_bottoms_or_shoes() -> None:
     rgb, person = _figure(100, 160, visible_legs=False)  # hips predicted below the frame
     assert set(_regions(rgb, person)) == {"top"}

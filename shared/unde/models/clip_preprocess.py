@@ -55,7 +55,8 @@ def pad_square(image: Image.Image, size: int = CLIP_SIZE) -> np.ndarray:
     scale = size / max(image.size)
     new_w, new_h = max(1, round(image.width * scale)), max(1, round(image.height * scale))
     if (new_w, new_h) != image.size:
-        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        # reducing_gap: a box pre-reduction to ≥ 2× the target first (≈3× faster on 600 px crops)
+        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=2.0)
     canvas = np.full((size, size, 3), 255, dtype=np.uint8)
     left, top = (size - new_w) // 2, (size - new_h) // 2
     canvas[top : top + new_h, left : left + new_w] = np.asarray(image, dtype=np.uint8)
