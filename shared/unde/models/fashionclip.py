@@ -61,7 +61,8 @@ class FashionClipImageEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         chunks = []
         for start in range(0, len(images), self.max_batch):
-            batch = preprocess(images[start : start + self.max_batch], self.manifest.image_size)
+            batch = preprocess(images[start : start + self.max_batch], self.manifest.image_size,
+                               mode=self.manifest.preprocess, mean=self.manifest.mean, std=self.manifest.std)
             chunks.append(self.run(batch))
         embeddings = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
         _check_dim(embeddings, self.manifest, "image")

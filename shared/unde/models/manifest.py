@@ -1,4 +1,4 @@
-"""`model.json`: what a FashionCLIP export directory holds and how to call it.
+"""`model.json`: what an ONNX image-model directory (FashionCLIP, EfficientNet-Lite0) holds and how to call it.
 
 Example (written by ``scripts/export_fashionclip.py``)::
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -54,6 +55,11 @@ class ModelManifest(BaseModel):
     model_version: str = Field(min_length=1, max_length=200)
     dim: int = Field(512, ge=1, le=8192)
     image_size: int = Field(224, ge=16, le=1024)
+    #: ``clip``: shorter side to size, centre crop (FashionCLIP); ``pad_square``: the whole image
+    #: scaled into a white square (garment crops keep their length; EfficientNet-Lite0).
+    preprocess: Literal["clip", "pad_square"] = "clip"
+    mean: tuple[float, float, float] | None = Field(None, description="per-channel mean; None = CLIP's")
+    std: tuple[float, float, float] | None = Field(None, description="per-channel std; None = CLIP's")
     image: ImageTower = Field(default_factory=lambda: ImageTower(output=None))
     text: TextTower | None = None
     tokenizer: str | None = None

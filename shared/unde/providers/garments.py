@@ -2,8 +2,9 @@
 
 `DETECT_PROVIDER` / `TAG_PROVIDER`: `ximilar`, `local`, or `auto` (Ximilar when
 XIMILAR_API_TOKEN is set, else local). Both providers answer in our vocabulary, so swapping
-them changes a setting, not the pipeline. The local ones are the classical-vision baseline in
-`unde.vision.detector` / `unde.vision.tagger` (no weights), never presented as Ximilar.
+them changes a setting, not the pipeline. The local ones are `unde.vision.detector` (MediaPipe
+Pose landmarks + person mask, classical rules when no person is found) and `unde.vision.tagger`;
+never presented as Ximilar. Local detections carry their mask, so crops are the garment on white.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from PIL import Image
 
 from unde.providers.ximilar import XimilarClient
 from unde.providers.ximilar import mapping as xmap
 from unde.providers.ximilar.wire import DetectedImage, Tag
 from unde.settings import ProviderChoice
-from unde.vision.detector import detect_garments
+from unde.vision.detector import Detection, detect_garments
 from unde.vision.images import encode_jpeg
 from unde.vision.tagger import tag_garment
 
@@ -34,12 +36,17 @@ def resolve_provider(choice: ProviderChoice, ximilar_configured: bool) -> Provid
 
 @dataclass(frozen=True, slots=True)
 class Garment:
-    """One detected garment in our vocabulary; `bbox` in pixels of the input image."""
+    """One detected garment in our vocabulary; `bbox` in pixels of the input image.
+
+    ``mask`` (offline detector only): the garment's pixels inside `bbox`, an "L" image of the
+    box's size (255 = garment); `crop_jpeg` paints everything else white.
+    """
 
     bbox: tuple[int, int, int, int]
     category: str
     type: str | None
     confidence: float
+    mask: Image.Image | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -117,11 +124,30 @@ def tags_from_ximilar(tags: dict[str, list[Tag]], category_hint: str | None) -> 
     return out
 
 
+def box_mask(detection: Detection, box: tuple[int, int, int, int]) -> Image.Image | None:
+    """The detection's mask cut to `box` (input pixels) and scaled to its size, or None."""
+    if detection.mask is None or box[2] <= box[0] or box[3] <= box[1]:
+        return None
+    s = detection.mask_scale
+    h, w = detection.mask.shape
+    x0, y0 = min(w - 1, int(box[0] * s)), min(h - 1, int(box[1] * s))
+    x1, y1 = max(x0 + 1, min(w, int(np.ceil(box[2] * s)))), max(y0 + 1, min(h, int(np.ceil(box[3] * s))))
+    part = Image.fromarray(detection.mask[y0:y1, x0:x1].astype(np.uint8) * 255)
+    return part.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.BILINEAR)
+
+
+def local_garments(image: Image.Image) -> list[Garment]:
+    """The offline detector (`unde.vision.detector`) in our wire shape, masks attached."""
+    garments = []
+    for d in detect_garments(image):
+        box = _clamp(tuple(float(v) for v in d.bbox), image.size)  # type: ignore[arg-type]
+        garments.append(Garment(box, d.category, None, float(d.confidence), box_mask(d, box)))
+    return garments
+
+
 async def detect_local(image: Image.Image) -> list[Garment]:
-    """The offline baseline detector (classical vision), run in a worker thread."""
-    found = await asyncio.to_thread(detect_garments, image)
-    return [Garment(_clamp(tuple(float(v) for v in d.bbox), image.size),  # type: ignore[arg-type]
-                    d.category, None, float(d.confidence)) for d in found]
+    """The offline detector (person model, classical fallback), run in a worker thread."""
+    return await asyncio.to_thread(local_garments, image)
 
 
 async def tag_local(image: Image.Image, category_hint: str | None) -> Tags:
@@ -146,6 +172,17 @@ async def tag_ximilar(client: XimilarClient, data: bytes,
     return tags_from_ximilar(answer.value[0], category_hint), answer.credits
 
 
-def crop_jpeg(image: Image.Image, bbox: tuple[int, int, int, int]) -> bytes:
-    """The crop that travels between functions (CONTRACTS.md: inline JPEG)."""
-    return encode_jpeg(image.crop(bbox))
+def masked_crop(image: Image.Image, bbox: tuple[int, int, int, int],
+                mask: Image.Image | None = None) -> Image.Image:
+    """The garment's box; with a mask, its pixels on white (what the embedder and tagger see)."""
+    crop = image.crop(bbox)
+    if mask is None or mask.size != crop.size:
+        return crop
+    backdrop = Image.new("RGB", crop.size, (255, 255, 255))
+    backdrop.paste(crop.convert("RGB"), mask=mask)
+    return backdrop
+
+
+def crop_jpeg(image: Image.Image, bbox: tuple[int, int, int, int], mask: Image.Image | None = None) -> bytes:
+    """The crop that travels between functions (CONTRACTS.md: inline JPEG), masked when it can be."""
+    return encode_jpeg(masked_crop(image, bbox, mask))

@@ -1,10 +1,16 @@
-"""The offline garment detector: classical segmentation + body-layout rules, no model weights.
+"""The offline garment detector: a real person model first, classical layout rules as fallback.
 
-This is the local-default provider of the vision gateway's ``/detect`` — an honest baseline,
-not a substitute for Ximilar. Its measured quality on the synthetic street photos is printed
-by ``bench/vision_quality.py``. Pipeline: downscale to ``WORK_HEIGHT`` rows, CIELAB, edge-colour
-background model → saliency/foreground (``segmentation``), the figure's body frame, zone colour
-signatures and layout rules → garment regions (``layout``), boxes scaled back to the photo.
+The local-default provider of the vision gateway's ``/detect``. `detect_garments`:
+
+1. MediaPipe Pose (`unde.vision.person`) on a copy with the longer side 640 px; when it finds
+   a person, the garments come from its landmarks and person mask (`unde.vision.pose_layout`);
+2. otherwise (no person found — the flat-shaded synthetic renders often defeat BlazePose — or
+   MediaPipe not installed) the classical path: downscale to ``WORK_HEIGHT`` rows, CIELAB,
+   edge-colour background model → saliency/foreground (``segmentation``), the figure's body
+   frame, zone colour signatures and layout rules (``layout``).
+
+Boxes are scaled back to the photo. ``bench/vision_quality.py`` and ``bench/real_images.py``
+measure both paths (synthetic street photos; real photos with labelled boxes).
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from typing import Final
 import numpy as np
 from PIL import Image
 
+from unde.vision import person
 from unde.vision.colour import srgb_to_lab
 from unde.vision.layout import WINDOWS, FigureAnalysis, GarmentRegion, mask_bbox, same_garment
+from unde.vision.pose_layout import PoseLayout
 from unde.vision.segmentation import find_body_frame, foreground_mask, saliency
 
 #: Rows of the internal working image (boxes are scaled back to the input size).
@@ -132,7 +140,46 @@ def _bag(fa: FigureAnalysis, side: int, taken: np.ndarray, min_pixels: int) -> G
 
 
 def detect_garments(image: Image.Image) -> list[Detection]:
-    """Find garments worn by the main standing figure of a photo (offline classical baseline).
+    """Find the garments of the main person of a photo: the person model, else the classical rules.
+
+    ``[]`` when neither finds a figure (blank, uniform or tiny images). Never raises on a valid
+    PIL image.
+    """
+    if image.width < 16 or image.height < 16:
+        return []
+    if person.available():
+        found = detect_with_pose(image)
+        if found is not None:
+            return found
+    return detect_classical(image)
+
+
+def detect_with_pose(image: Image.Image) -> list[Detection] | None:
+    """Garments from MediaPipe Pose's landmarks and mask; None when it finds no person."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    scale = person.MAX_SIDE / max(rgb.size)
+    if scale != 1:
+        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
+                         Image.Resampling.BILINEAR)
+    scale = rgb.width / image.width
+    pixels = np.asarray(rgb)
+    found = person.find_person(pixels)
+    if found is None:
+        return None
+    return [_scaled(region.bbox, region.category, region.confidence, region.mask, scale, image)
+            for region in PoseLayout(srgb_to_lab(pixels), found).regions()]
+
+
+def _scaled(bbox: tuple[int, int, int, int], category: str, confidence: float, mask: np.ndarray,
+            scale: float, image: Image.Image) -> Detection:
+    x0, y0, x1, y1 = bbox
+    box = (max(0, int(x0 / scale)), max(0, int(y0 / scale)),
+           min(image.width, int(np.ceil(x1 / scale))), min(image.height, int(np.ceil(y1 / scale))))
+    return Detection(box, category, confidence, mask, scale)
+
+
+def detect_classical(image: Image.Image) -> list[Detection]:
+    """Find garments worn by the main standing figure of a photo (classical rules, no weights).
 
     Returns detections with boxes in the input image's pixels; ``[]`` when no figure is found
     (blank, uniform or tiny images). Never raises on a valid PIL image.
@@ -146,12 +193,5 @@ def detect_garments(image: Image.Image) -> list[Detection]:
     if frame is None:
         return []
     analysis = FigureAnalysis(lab, fg, frame)
-    detections = []
-    for region in _garments(analysis):
-        x0, y0, x1, y1 = region.bbox
-        box = (
-            max(0, int(x0 / scale)), max(0, int(y0 / scale)),
-            min(image.width, int(np.ceil(x1 / scale))), min(image.height, int(np.ceil(y1 / scale))),
-        )
-        detections.append(Detection(box, region.category, region.confidence, region.mask, scale))
-    return detections
+    return [_scaled(region.bbox, region.category, region.confidence, region.mask, scale, image)
+            for region in _garments(analysis)]

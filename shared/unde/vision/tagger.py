@@ -1,9 +1,11 @@
 """The offline garment tagger: colour name + hex, pattern and (where possible) type from a crop.
 
 Local-default provider of the vision gateway's ``/tag``: a classical baseline, measured by
-``bench/vision_quality.py``. The garment's pixels are the crop's salient pixels (unlike the
-crop's edge colours — white for flat lays, street for detector crops), minus skin; the main
-colour is the largest CIELAB k-means cluster, named with CIEDE2000 against the vocabulary.
+``bench/vision_quality.py`` and ``bench/real_images.py``. The garment's pixels are, for a masked
+crop (the offline detector paints all but the person model's garment pixels white, see
+`unde.providers.garments.crop_jpeg`), everything but that paint; else the crop's salient
+pixels (unlike its edge colours — white for flat lays); skin removed. The main colour is the
+largest CIELAB k-means cluster, named with CIEDE2000 against the vocabulary.
 Material cannot be read honestly from pixels without a model, so it is always reported as
 unknown; the fine type is unknown too unless the caller passes a fine type as ``category``.
 """
@@ -15,6 +17,7 @@ from typing import Final
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from unde.vision.colour import dominant_colours, lab_to_srgb, name_colour, rgb_hex, skin_mask_lab, srgb_to_lab
 from unde.vision.pattern import classify_pattern
@@ -25,6 +28,9 @@ from unde.vocabulary import CATEGORIES, CATEGORY_OF_TYPE
 WORK_SIDE: Final[int] = 160
 #: Saliency above which a crop pixel belongs to the garment.
 GARMENT_DELTA_E: Final[float] = 14.0
+#: RGB level (every channel) of a masked crop's paint, and the share of the crop it must cover.
+BACKDROP_LEVEL: Final[int] = 252
+MIN_BACKDROP_SHARE: Final[float] = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +47,23 @@ class GarmentTags:
     unknown: list[str] = field(default_factory=list)
 
 
-def _garment_pixels(lab: np.ndarray) -> np.ndarray:
-    """Boolean map of the garment within a crop (salient, non-skin where possible)."""
+def _white_backdrop(rgb: np.ndarray) -> np.ndarray:
+    """Near-white pixels connected to the crop's border: the paint of a masked crop (the offline
+    detector's `crop_jpeg`, 255 before JPEG). Studio backdrops (the synthetic 250 grey-white)
+    stay below the level and keep the saliency path."""
+    white = (rgb >= BACKDROP_LEVEL).all(axis=-1)
+    labels, _count = ndimage.label(white)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, edge[edge > 0])
+
+
+def _garment_pixels(lab: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """Boolean map of the garment within a crop, skin removed where possible: for a masked crop
+    (the offline detector paints all but the garment white) everything but that paint, else the
+    crop's salient pixels."""
     h, w, _ = lab.shape
-    inside = saliency(lab) > GARMENT_DELTA_E
+    paint = _white_backdrop(rgb)
+    inside = ~paint if MIN_BACKDROP_SHARE <= paint.mean() <= 0.95 else saliency(lab) > GARMENT_DELTA_E
     if inside.mean() < 0.05:  # crop is all garment (detail shot) or nothing stands out
         inside = np.zeros((h, w), dtype=bool)
         inside[h // 6: h - h // 6, w // 6: w - w // 6] = True
@@ -74,7 +93,7 @@ def tag_garment(image: Image.Image, category: str | None = None) -> GarmentTags:
             rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
                              Image.Resampling.BOX)
         lab = srgb_to_lab(np.asarray(rgb))
-        inside = _garment_pixels(lab)
+        inside = _garment_pixels(lab, np.asarray(rgb))
         clusters = dominant_colours(lab[inside], k=3)
         if clusters:
             main = clusters[0][0]
