@@ -1,11 +1,14 @@
 """The I/O legs of dual retrieval: the embedder call, pgvector kNN, Ximilar collection search.
 
 Each turns its source's answer into `Candidate`s on the common score scale (cosine
-similarity); `DualRetrieval` only sees these callables.
+similarity); `DualRetrieval` only sees these callables. Each runs inside the request's budget
+(`unde.budget.current()`): the embedder call's timeout, the kNN's pool wait and statements
+(cancelled server-side when the budget runs out) and Ximilar's attempts all end with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 from collections.abc import Mapping, Sequence
@@ -14,6 +17,7 @@ from typing import Any, Final
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from unde import budget
 from unde.errors import StoreError, UpstreamError
 from unde.providers.ximilar import XimilarClient
 from unde.providers.ximilar.mapping import ximilar_similarity
@@ -23,7 +27,7 @@ from unde.retrieval.knn import best_per_sku, knn_images
 from unde.retrieval.merge import METADATA_KEYS, Candidate, catalog_metadata
 from unde.retrieval.sku_cells import SKU_ROWS
 from unde.retrieval.sku_memory import SKU_MEMORY_MB
-from unde.service_client import Deadline, ServiceClient
+from unde.service_client import ServiceClient
 
 #: Photos fetched per wanted SKU: the kNN is over images (up to 7 per SKU), the answer per SKU.
 IMAGES_PER_SKU: Final = 3
@@ -57,12 +61,18 @@ async def pgvector_candidates(pool: AsyncConnectionPool, embedding: Embedding, t
                               sku_rows: int = SKU_ROWS, sku_memory_mb: float = SKU_MEMORY_MB) -> list[Candidate]:
     """Best photo per SKU among `brands`, `top_k` SKUs at most, scores = cosine similarity."""
     k = min(MAX_KNN_IMAGES, top_k * IMAGES_PER_SKU)
+    left = budget.current().remaining()
     try:
-        hits = await knn_images(pool, embedding.vector, k=k, model_version=embedding.model_version,
-                                brands=brands, ef_search=ef_search, cell_rows=cell_rows, parallel=parallel,
-                                sku_rows=sku_rows, memory_mb=sku_memory_mb)
+        # The budget bounds the pool wait and every statement: psycopg cancels a running query
+        # on the server when its task is cancelled.
+        async with asyncio.timeout(left):
+            hits = await knn_images(pool, embedding.vector, k=k, model_version=embedding.model_version,
+                                    brands=brands, ef_search=ef_search, cell_rows=cell_rows,
+                                    parallel=parallel, sku_rows=sku_rows, memory_mb=sku_memory_mb)
     except psycopg.Error as exc:  # server restarting, connection cut, pool time-out: a store outage
         raise StoreError(f"pgvector search failed: {exc}") from exc
+    except TimeoutError as exc:
+        raise StoreError(f"pgvector search did not finish within the request's budget ({left:.2f}s)") from exc
     return [Candidate(brand=sku.brand, external_id=sku.sku_id, score=sku.score, source="pgvector",
                       image_urls=_image_urls(sku.metadata, sku.best_image_url),
                       metadata=catalog_metadata(sku.metadata))
@@ -80,7 +90,7 @@ async def ximilar_candidates(client: XimilarClient, image: bytes, k: int,
     if brands is not None and not brands:
         return XimilarHits([], 0)
     answer = await client.search(image, k=k, fields=XIMILAR_FIELDS, filter_=ximilar_filter(brands),
-                                 deadline=Deadline(budget_s))
+                                 deadline=budget.current().within(budget_s))
     candidates = []
     for record, distance in zip(answer.value.records, answer.value.distances, strict=True):
         brand, external_id = record.get("brand"), record.get("external_id")
