@@ -107,10 +107,13 @@ class Recognizer:
         tasks = [asyncio.create_task(bounded(outcome)) for outcome in outcomes]
         if not tasks:
             return False
-        _, pending = await asyncio.wait(tasks, timeout=deadline.remaining())
+        done, pending = await asyncio.wait(tasks, timeout=deadline.remaining())
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:  # a garment's steps degrade on upstream trouble; anything else is a bug
+            if (error := task.exception()) is not None:
+                raise error
         for outcome in outcomes:
             if not outcome.complete:
                 finish_partial(outcome, self.settings)

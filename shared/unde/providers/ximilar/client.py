@@ -8,7 +8,7 @@ fails after its retries counts as one failure for the circuit breaker.
 
 Every call runs inside a deadline — the one passed, else the request's budget
 (`unde.budget.current()`): each attempt's timeout is the smaller of XIMILAR_TIMEOUT_S and what
-is left, and a retry is made only when its backoff still leaves time for an attempt. A call
+is left, and a retry is made only when its backoff still leaves half an attempt's time-out. A call
 whose budget is spent before its first attempt is not a health signal for the breaker.
 
 Credits (the spec's prices: detect 5 per image, tags 15 per image, search 10 per query) are
@@ -45,6 +45,10 @@ from unde.providers.ximilar.wire import XimilarMalformed
 DETECT_CREDITS: Final = 5
 TAG_CREDITS: Final = 15
 SEARCH_CREDITS: Final = 10
+
+#: A retry is made only when, after its backoff, this share of XIMILAR_TIMEOUT_S is still left
+#: in the deadline: a shorter attempt would mostly time out again (and be billed again).
+RETRY_MIN_SHARE: Final = 0.5
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -223,7 +227,7 @@ class XimilarClient:
             if attempt >= self.config.max_retries:
                 raise error
             pause = self._backoff(attempt, retry_after)
-            if not deadline.allows(pause):
+            if not deadline.allows(pause + self.config.timeout_s * RETRY_MIN_SHARE):
                 raise error
             await asyncio.sleep(pause)
             attempt += 1
