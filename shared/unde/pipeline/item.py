@@ -41,6 +41,9 @@ Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 SEARCH_TIMEOUT_S = 10.0
 TAG_TIMEOUT_S = 10.0
 RERANK_TIMEOUT_S = 15.0
+#: Search and tagging get at most this share of the budget left when they start, so a slow
+#: upstream (its fallback answering at the end of the share) still leaves time to rerank.
+STEP_SHARE = 0.5
 DB_WAIT_S = 2.0  # longest wait for a staging connection (less when the budget has less)
 #: What a database step may fail with; anything else is a bug and must surface.
 DB_ERRORS = (psycopg.Error, BudgetSpent)
@@ -137,10 +140,12 @@ class ItemPipeline:
         await self.emit("ranked", ranked_event(outcome))
         return outcome
 
-    async def _call(self, client: ServiceClient, path: str, body: dict[str, Any],
-                    cap: float, outcome: ItemOutcome, degraded: str) -> dict[str, Any] | None:
+    async def _call(self, client: ServiceClient, path: str, body: dict[str, Any], cap: float,
+                    outcome: ItemOutcome, degraded: str, share: float = 1.0) -> dict[str, Any] | None:
+        """One step's call, given at most `share` of what is left of the budget (and `cap`)."""
         try:
-            return await client.post(path, body, deadline=self.deadline, timeout_s=cap)
+            return await client.post(path, body, deadline=self.deadline,
+                                     timeout_s=min(cap, max(0.001, self.deadline.remaining() * share)))
         except UndeError as exc:
             log.warning("%s %s failed: %s", client.name, path, exc)
             outcome.degraded.append(degraded)
@@ -149,13 +154,13 @@ class ItemPipeline:
     async def _gemini_tags(self, outcome: ItemOutcome) -> dict[str, Any]:
         hints = {"type": outcome.item.type, "category": outcome.item.category}
         body = await self._call(self.reranker, "/tag", {"image": outcome.crop, "hints": hints},
-                                TAG_TIMEOUT_S, outcome, "context_tags_unavailable")
+                                TAG_TIMEOUT_S, outcome, "context_tags_unavailable", STEP_SHARE)
         return body or {}
 
     async def _ximilar_tags(self, outcome: ItemOutcome) -> dict[str, Any]:
         outcome.used_ximilar_tagging = True
         body = await self._call(self.gateway, "/tag", {"image": outcome.crop},
-                                TAG_TIMEOUT_S, outcome, "garment_tags_unavailable")
+                                TAG_TIMEOUT_S, outcome, "garment_tags_unavailable", STEP_SHARE)
         outcome.credits += int((body or {}).get("credits") or 0)
         outcome.degraded.extend(d for d in (body or {}).get("degraded") or [] if d not in outcome.degraded)
         return body or {}
@@ -166,7 +171,7 @@ class ItemPipeline:
             "image": outcome.crop, "category": outcome.item.category,
             "top_k": self.settings.search_top_k, "user_mall": self.user_mall,
             "force_ximilar": force_ximilar,
-        }, SEARCH_TIMEOUT_S, outcome, "search_unavailable")
+        }, SEARCH_TIMEOUT_S, outcome, "search_unavailable", STEP_SHARE)
         outcome.record("search_requery" if force_ximilar else "search", started)
         if body is None:
             return None
