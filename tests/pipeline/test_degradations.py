@@ -13,7 +13,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from tests.fakes.pipeline_upstreams import FakeItem, FakeUpstreams
 from tests.pipeline.test_recognize import IN_STOCK, one, run
+from unde.budget import BudgetSpent, Deadline
+from unde.db.pool import budgeted
 from unde.pipeline import item as item_module
+from unde.pipeline.item import DB_WAIT_S
 
 #: Search cosines sit high for anything (0.85–0.97): a loafer the catalog does not have.
 NOT_IN_CATALOG = [("zara", "z1", 0.94), ("mango", "m1", 0.91), ("mango", "m2", 0.88)]
@@ -112,3 +115,15 @@ async def test_a_database_outage_still_degrades(staging: AsyncConnectionPool,
                zara_z1=0.3, mango_m1=0.2, mango_m2=0.1)
     response, _ = await run(fake, staging)
     assert "fallback_unavailable" in response["items"][0]["degraded"]
+
+
+async def test_database_steps_wait_and_run_within_the_budget(staging: AsyncConnectionPool) -> None:
+    """Issue 18, item 9: the statement timeout comes from the budget, not the pool's fixed one."""
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        async with budgeted(staging, Deadline(0.3), DB_WAIT_S) as conn:
+            await conn.execute("SELECT pg_sleep(3)")
+    async with staging.connection() as conn:  # the pool's own timeout is back afterwards
+        assert (await (await conn.execute("SHOW statement_timeout")).fetchone()) == ("5s",)
+    with pytest.raises(BudgetSpent):
+        async with budgeted(staging, Deadline(0.0), DB_WAIT_S):
+            pass
