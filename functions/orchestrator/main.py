@@ -19,11 +19,11 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from unde import tracing
+from unde import budget, tracing
 from unde.app_auth import AppKeys
 from unde.console import console_routes
 from unde.db.embedded import resolve_urls
-from unde.db.pool import open_pool
+from unde.db.pool import budgeted, open_pool
 from unde.errors import UndeError
 from unde.http import read_model
 from unde.logs import configure_logging
@@ -171,7 +171,7 @@ async def feedback(request: Request) -> Mapping[str, Any]:
     body = await read_model(request, FeedbackBody)
     runtime = await RUNTIME.get()
     assert runtime.production is not None
-    async with runtime.production.connection(timeout=5.0) as conn:
+    async with budgeted(runtime.production, budget.current(), 5.0) as conn:
         return await store_feedback(conn, body)
 
 

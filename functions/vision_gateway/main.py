@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import functions_framework.aio
 import httpx
@@ -28,16 +28,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from functions.vision_gateway.schemas import DetectRequest, SearchRequest, TagRequest
+from unde.budget import Deadline
 from unde.db.embedded import resolve_urls
 from unde.db.pgvector import check_at_start, require_pgvector
 from unde.db.pool import open_pool
-from unde.errors import BadInput, ConfigError, UpstreamError
+from unde.errors import BadInput, ConfigError
 from unde.fetch import FetchPolicy
 from unde.http import read_model, validate
 from unde.logs import configure_logging
 from unde.openapi import Operation, document
 from unde.providers import garments
-from unde.providers.ximilar import XimilarClient, client_from_settings
+from unde.providers.ximilar import CreditMeter, XimilarClient, client_from_settings
 from unde.response_shapes import DetectResponse, GarmentTagsResponse, SearchResponse
 from unde.retrieval.dual import DualRetrieval, Embedding, SearchQuery, XimilarHits
 from unde.retrieval.mall_brands import MallBrands
@@ -189,33 +190,14 @@ async def _read(request: Request, model: type[Any]) -> tuple[Any, Image.Image, b
 
 # ---- endpoints ----------------------------------------------------------------------------
 
-T = TypeVar("T")
-
-
-async def ximilar_or_local(provider: str, step: str, ximilar: Callable[[], Awaitable[tuple[T, int]]],
-                           local: Callable[[], Awaitable[T]]) -> tuple[T, str, int, list[str]]:
-    """Ximilar when it is the provider; on its failure the offline provider answers, flagged.
-
-    Returns (result, provider that answered, credits spent, degradations).
-    """
-    if provider == "ximilar":
-        try:
-            result, credits = await ximilar()
-            return result, "ximilar", credits, []
-        except UpstreamError as exc:
-            log.warning("Ximilar %s failed, using the offline provider: %s", step, exc)
-            return await local(), "local", 0, [f"ximilar_{step}_failed"]
-    return await local(), "local", 0, []
-
-
 async def detect(request: Request) -> Mapping[str, Any]:
     """`POST /detect`."""
     _, image, data = await _read(request, DetectRequest)
 
-    async def by_ximilar() -> tuple[list[garments.Garment], int]:
-        return await garments.detect_ximilar(await XIMILAR.get(), data, image.size)
+    async def by_ximilar(deadline: Deadline, meter: CreditMeter) -> list[garments.Garment]:
+        return await garments.detect_ximilar(await XIMILAR.get(), data, image.size, deadline, meter)
 
-    found, provider, credits, degraded = await ximilar_or_local(
+    found, provider, credits, degraded = await garments.ximilar_or_local(
         DETECT_PROVIDER, "detect", by_ximilar, lambda: garments.detect_local(image))
     crops = await asyncio.to_thread(lambda: [garments.crop_jpeg(image, g.bbox, g.mask) for g in found])
     items = [{"item_id": i, "bbox": list(g.bbox), "category": g.category, "type": g.type,
@@ -229,10 +211,10 @@ async def tag(request: Request) -> Mapping[str, Any]:
     """`POST /tag`."""
     body, image, data = await _read(request, TagRequest)
 
-    async def by_ximilar() -> tuple[garments.Tags, int]:
-        return await garments.tag_ximilar(await XIMILAR.get(), data, body.category)
+    async def by_ximilar(deadline: Deadline, meter: CreditMeter) -> garments.Tags:
+        return await garments.tag_ximilar(await XIMILAR.get(), data, body.category, deadline, meter)
 
-    tags, provider, credits, degraded = await ximilar_or_local(
+    tags, provider, credits, degraded = await garments.ximilar_or_local(
         TAG_PROVIDER, "tag", by_ximilar, lambda: garments.tag_local(image, body.category))
     return {**tags.to_json(), "provider": provider, "credits": credits, "degraded": degraded}
 

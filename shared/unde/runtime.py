@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from unde import budget
 from unde.http import INTERNAL_TOKEN_HEADER, Endpoint, Router
 from unde.metrics import http_observer, metrics_endpoint
 
@@ -56,6 +57,7 @@ def function_router(service: str, routes: Mapping[str, Endpoint],
                     openapi: Mapping[str, Any] | None = None) -> Router:
     """A Router with the function's routes plus `GET /healthz` and `GET /metrics`.
 
+    Every route runs under the budget its request carries (`unde.budget.adopting`).
     With `internal_token` (INTERNAL_TOKEN), every route but health and metrics requires it.
     `/healthz` is open, but answers only `{service, status}` unless the caller presents
     `details_token` (default: `internal_token`; the public orchestrator passes INTERNAL_TOKEN
@@ -83,7 +85,8 @@ def function_router(service: str, routes: Mapping[str, Endpoint],
 
         standard["GET /openapi.json"] = openapi_document
         open_paths.add("/openapi.json")
-    router = Router(service, {**routes, **standard}, internal_token=internal_token,
+    adopted = {key: budget.adopting(endpoint) for key, endpoint in routes.items()}
+    router = Router(service, {**adopted, **standard}, internal_token=internal_token,
                     open_paths=frozenset(open_paths))
     router.observe(http_observer(service))
     return router

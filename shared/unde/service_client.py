@@ -2,7 +2,8 @@
 
 One `ServiceClient` per upstream per process, sharing one `httpx.AsyncClient`. Every call
 carries the request id and traceparent, the internal token, and a timeout that never
-exceeds the caller's remaining deadline. Failures come back as the project's errors:
+exceeds the caller's remaining deadline (the request's adopted budget when none is passed);
+that timeout travels as the callee's budget (`unde.budget`). Failures come back as the project's errors:
 4xx → `UpstreamRejected` (not retryable; status, message and field kept), 5xx/connection →
 `UpstreamUnavailable`, time-outs → `UpstreamTimeout`.
 """
@@ -14,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from unde import tracing
+from unde import budget, tracing
+from unde.budget import Deadline
 from unde.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from unde.http import INTERNAL_TOKEN_HEADER
 from unde.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
@@ -33,27 +35,6 @@ def http_limits(max_connections: int = 100, max_keepalive: int | None = None) ->
                         keepalive_expiry=KEEPALIVE_EXPIRY_S)
 
 
-class Deadline:
-    """A point in time a request must be answered by; hands out per-call timeouts."""
-
-    def __init__(self, seconds: float) -> None:
-        self.at = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        return max(0.0, self.at - time.monotonic())
-
-    def timeout(self, cap: float | None = None) -> float:
-        """Seconds a call may take: what is left, capped; raises when nothing is left."""
-        left = self.remaining()
-        if left <= 0.001:
-            raise UpstreamTimeout("deadline", "the request's time budget is spent")
-        return min(left, cap) if cap is not None else left
-
-    @property
-    def expired(self) -> bool:
-        return self.remaining() <= 0.001
-
-
 class ServiceClient:
     """JSON-over-HTTP client for one internal function."""
 
@@ -66,8 +47,10 @@ class ServiceClient:
         self.token = token
         self.default_timeout_s = default_timeout_s
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, timeout_s: float | None = None) -> dict[str, str]:
         headers = tracing.outbound_headers()
+        if timeout_s is not None:
+            headers.update(budget.headers_for(timeout_s))
         if self.token:
             headers[INTERNAL_TOKEN_HEADER] = self.token
         return headers
@@ -76,11 +59,11 @@ class ServiceClient:
                    timeout_s: float | None = None) -> dict[str, Any]:
         """POST JSON to `path` and return the decoded JSON answer."""
         cap = timeout_s or self.default_timeout_s
-        timeout = deadline.timeout(cap) if deadline else cap
+        timeout = (deadline or budget.current()).timeout(cap)
         started = time.perf_counter()
         try:
             response = await self.http.post(f"{self.base_url}{path}", json=body,
-                                            headers=self._headers(), timeout=timeout)
+                                            headers=self._headers(timeout), timeout=timeout)
         except httpx.TimeoutException as exc:
             self._failed(path, "timeout")
             raise UpstreamTimeout(self.name, f"{path} took over {timeout:.2f}s") from exc

@@ -31,6 +31,7 @@ class FakeItem:
     type: str | None = None
     requery: list[tuple[str, str, float]] = field(default_factory=list)  # force_ximilar answer
     color: str | None = "khaki"
+    search_degraded: list[str] = field(default_factory=list)  # what the first search reports
 
 
 @dataclass
@@ -112,7 +113,8 @@ class FakeUpstreams:
             "pgvector_margin": (top[0] - top[1]) if len(top) > 1 else None,
             "ximilar_top1_score": rows[0][2] if force and rows else None,
             "embedding": [0.0] * 4, "model_version": "fake-v1",
-            "credits": 10 if force or not item.confident else 0, "degraded": []})
+            "credits": 10 if force or not item.confident else 0,
+            "degraded": [] if force else list(item.search_degraded)})
 
     def _gateway_tag(self, body: dict[str, Any]) -> httpx.Response:
         _, item = self._item_of(body)

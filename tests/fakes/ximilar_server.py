@@ -314,11 +314,13 @@ class FakeXimilar:
         if items is None:
             items = [{"bbox": [0, 0, width, height], "category": "top",
                       "colour": None, "product_type": None}]
-        objects = []
+        objects: list[dict[str, Any]] = []
         for item in items:
             name, top, _ = _OBJECT_NAMES[item["category"]]
             x0, y0, x1, y1 = item["bbox"]
-            objects.append({"name": name, "Top Category": top, "bound_box": [x0, y0, x1, y1],
+            objects.append({"name": name, "id": f"obj-{len(objects)}",
+                            "Top Category": [{"id": f"top-{top}", "name": top, "prob": 0.97}],
+                            "bound_box": [x0, y0, x1, y1],
                             "prob": 0.93, "area": (x1 - x0) * (y1 - y0) / (width * height),
                             "_tags": _ximilar_tags(item)})
         answer["_objects"] = objects

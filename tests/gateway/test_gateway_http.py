@@ -15,6 +15,7 @@ from tests.fakes.ximilar_server import FakeXimilar
 from tests.gateway.conftest import jpeg
 from tests.gateway.fake_embedder import FakeEmbedder
 from tests.gateway.gateway_app import b64, gateway
+from unde.budget import BUDGET_HEADER
 from unde.synthetic.image_server import ImageServer
 
 PHOTO = jpeg((120, 120, 120), size=(300, 400), stripe=(20, 30, 80))
@@ -167,3 +168,21 @@ async def test_healthz_and_metrics(monkeypatch: pytest.MonkeyPatch, fake_ximilar
         health = (await client.get("/healthz")).json()
     assert health["providers"] == {"detect": "local", "tag": "local"}
     assert health["ximilar"]["configured"] is False
+
+
+async def test_slow_ximilar_detect_falls_back_inside_the_callers_budget(
+        monkeypatch: pytest.MonkeyPatch, fake_ximilar: FakeXimilar, embedder: FakeEmbedder) -> None:
+    """Issue 18, item 8, scaled down: Ximilar answers after 3 s against a 2 s client time-out with
+    retries allowed; the orchestrator gives detection 2.5 s. Detection keeps the offline
+    detector's reserve out of Ximilar's share, makes one attempt, answers from the offline
+    detector, and reports the timed-out attempt's credits (Ximilar bills it)."""
+    fake_ximilar.fail_next("slow", times=10, slow_s=3.0)
+    async with gateway(monkeypatch, **urls(), embedder_url=embedder.base_url, ximilar=fake_ximilar,
+                       ximilar_max_retries=2) as (client, _):
+        response = await client.post("/detect", json={"image": {"base64": b64(PHOTO)}},
+                                     headers={BUDGET_HEADER: "2500"})
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["provider"] == "local" and body["degraded"] == ["ximilar_detect_failed"]
+    assert body["credits"] == 5
+    assert len(fake_ximilar.requests("detect_tags")) == 1

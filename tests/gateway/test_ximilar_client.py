@@ -11,9 +11,11 @@ import pytest
 
 from tests.fakes.ximilar_server import FakeXimilar
 from tests.gateway.conftest import jpeg, make_client
+from unde import budget
+from unde.budget import BudgetSpent, Deadline
 from unde.errors import ProviderMisconfigured, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from unde.metrics import CIRCUIT_STATE, XIMILAR_CREDITS
-from unde.providers.ximilar import BreakerState, TokenBucket, XimilarMalformed
+from unde.providers.ximilar import BreakerState, CreditMeter, TokenBucket, XimilarMalformed, wire
 from unde.providers.ximilar import mapping as xmap
 from unde.providers.ximilar.wire import DETECT_TAGS_PATH, SEARCH_PATH, TAGS_PATH
 
@@ -216,3 +218,48 @@ async def test_fake_answers_detection_from_a_ground_truth_file(
     (obj,) = result.value[0].objects
     assert xmap.garment_type(obj.tags["Subcategory"][0].name) == "hoodie"
     assert xmap.pattern_name(obj.tags["Design"][0].name) == "striped"
+
+
+async def test_a_slow_ximilar_is_cut_at_the_deadline_and_billed(fake_ximilar: FakeXimilar,
+                                                                http: httpx.AsyncClient) -> None:
+    """6 s answers against a 5 s client time-out (issue 18, item 8), scaled down: the call stops
+    with the deadline instead of making every retry, and the attempt that timed out after it
+    was sent is counted as billed."""
+    fake_ximilar.fail_next("slow", times=5, slow_s=1.5)
+    client = make_client(fake_ximilar, http, timeout_s=1.0, max_retries=2)
+    meter = CreditMeter()
+    before = client.credits_spent["detect"]
+    with pytest.raises(UpstreamTimeout):
+        await client.detect_tags([jpeg((1, 2, 3))], deadline=Deadline(1.2), meter=meter)
+    assert len(fake_ximilar.requests(DETECT_TAGS_PATH)) == 1  # no retry: it could not finish in time
+    assert meter.credits == 5 and client.credits_spent["detect"] - before == 5
+
+
+async def test_the_request_budget_bounds_a_call_without_a_deadline(fake_ximilar: FakeXimilar,
+                                                                   http: httpx.AsyncClient) -> None:
+    fake_ximilar.fail_next("slow", times=5, slow_s=1.5)
+    client = make_client(fake_ximilar, http, timeout_s=5.0, max_retries=2)
+    budget.set_current(Deadline(0.5))
+    with pytest.raises(UpstreamTimeout, match=r"took over 0\.[45]"):
+        await client.search(jpeg((1, 2, 3)), k=3, fields=["_id"])
+    assert len(fake_ximilar.requests(SEARCH_PATH)) == 1
+
+
+async def test_a_spent_budget_calls_nothing_and_leaves_the_breaker_alone(
+        fake_ximilar: FakeXimilar, http: httpx.AsyncClient) -> None:
+    client = make_client(fake_ximilar, http, failures=1)
+    for _ in range(3):
+        with pytest.raises(BudgetSpent):
+            await client.tags([jpeg((1, 2, 3))], deadline=Deadline(0.0))
+    assert fake_ximilar.requests() == [] and client.breaker.state is BreakerState.CLOSED
+
+
+def test_top_category_arrives_as_a_list_of_named_probabilities() -> None:
+    raw = {"name": "Clothing/Upper", "id": "o1", "bound_box": [1, 2, 30, 40], "prob": 0.9,
+           "Top Category": [{"id": "t1", "name": "Accessories", "prob": 0.2},
+                            {"id": "t2", "name": "Clothing", "prob": 0.97}]}
+    assert wire.parse_object(raw, "o").top_category == "Clothing"
+    assert wire.parse_object({**raw, "Top Category": "Clothing"}, "o").top_category == "Clothing"
+    assert wire.parse_object({**raw, "Top Category": []}, "o").top_category is None
+    with pytest.raises(XimilarMalformed, match="Top Category"):
+        wire.parse_object({**raw, "Top Category": {"name": "x"}}, "o")

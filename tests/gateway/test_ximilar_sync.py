@@ -77,6 +77,24 @@ async def test_sync_is_idempotent_and_removes_departed_skus(
         assert "acme/A05/0" not in fake_ximilar.collection_ids()
 
 
+async def test_sync_falls_back_to_idempotent_inserts_when_listing_fails(
+        staging_url: str, image_server: ImageServer, fake_ximilar: FakeXimilar) -> None:
+    add_products(staging_url, image_server.base_url, "acme", [f"A{i:02d}" for i in range(3)])
+    async with httpx.AsyncClient() as http, \
+            await psycopg.AsyncConnection.connect(staging_url, autocommit=True) as conn:
+        client = make_client(fake_ximilar, http)
+        await sync_collection(client, conn, ["acme"])
+        before = {rid: fake_ximilar.collection_fields(rid) for rid in fake_ximilar.collection_ids()}
+        fake_ximilar.fail_next("503", times=10, path="/allIDs")
+
+        report = await sync_collection(client, conn, ["acme"])
+    assert report.listed is False and not report.failed
+    assert (report.wanted, report.inserted, report.deleted) == (6, 6, 0)
+    assert "listing failed" in report.summary()
+    after = {rid: fake_ximilar.collection_fields(rid) for rid in fake_ximilar.collection_ids()}
+    assert after == before  # re-inserting under the same _id replaced, never duplicated
+
+
 def test_cli_sync(monkeypatch: pytest.MonkeyPatch, staging_url: str, production_url: str,
                   image_server: ImageServer, fake_ximilar: FakeXimilar,
                   capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -10,8 +9,6 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from tests.fakes.pipeline_upstreams import GATEWAY, RERANKER, FakeItem, FakeUpstreams, Latencies
-from tests.pipeline import staging_rows
-from unde.db.pool import open_pool
 from unde.errors import BadInput, UpstreamUnavailable
 from unde.pipeline.photo import PhotoInput, Recognizer
 from unde.service_client import ServiceClient
@@ -20,14 +17,6 @@ from unde.settings import OrchestratorSettings, load_settings
 MALL = "Dubai Hills Mall"
 IN_STOCK = [("zara", "z1", 0.93), ("mango", "m1", 0.80), ("mango", "m2", 0.74)]
 NOT_IN_STOCK = [("zara", "z2", 0.70), ("zara", "z3", 0.60)]
-
-
-@pytest.fixture
-async def staging(staging_url: str) -> AsyncIterator[AsyncConnectionPool]:
-    staging_rows.load(staging_url)
-    pool = await open_pool(staging_url, name="staging")
-    yield pool
-    await pool.close()
 
 
 async def run(fake: FakeUpstreams, staging: AsyncConnectionPool | None, mall: str | None = MALL,

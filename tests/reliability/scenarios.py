@@ -43,6 +43,7 @@ class Scenario:
     flags: frozenset[str] = frozenset()  # degradations that show the fault was handled
     every_answer_flagged: bool = False  # True: the fault lasts the whole run, so every answer shows it
     spacing_s: float = 0.0  # spread request starts so a mid-run fault meets requests in every phase
+    latency_limit_s: float | None = None  # p99 must stay under this (the budget the fault must fit in)
 
 
 @dataclass
@@ -118,6 +119,8 @@ def judge(scenario: Scenario, outcomes: list[Outcome], rows: dict[str, int], tim
         result.problems.append(f"{result.failed} not answered: {dict(failures.most_common(3))}")
     if result.hung:
         result.problems.append(f"{result.hung} waited past the hard deadline + {DEADLINE_MARGIN_S:.0f}s")
+    if scenario.latency_limit_s is not None and result.p99_s > scenario.latency_limit_s:
+        result.problems.append(f"p99 {result.p99_s:.2f}s over the budget's {scenario.latency_limit_s:.1f}s")
     if result.lost or result.duplicated:
         result.problems.append(f"log rows: {result.lost} missing, {result.duplicated} duplicated")
     if scenario.flags:
@@ -136,6 +139,29 @@ def ximilar_storm(kind: str) -> Action:
     def inject(stack: ReliabilityStack) -> None:
         stack.ximilar.fail_next(kind, times=1_000_000)
     return inject
+
+
+#: Issue 18, item 8: Ximilar answers every call after 6 s, above the gateway's 5 s client
+#: time-out, and the orchestrator's budget is 10 s.
+SLOW_XIMILAR_S = 6.0
+SLOW_XIMILAR_ENV = {"vision_gateway": {"XIMILAR_TIMEOUT_S": "5", "XIMILAR_MAX_RETRIES": "2"},
+                    "orchestrator": {"REQUEST_SOFT_DEADLINE_S": "10"}}
+SLOW_XIMILAR_BUDGET_S = 10.0
+#: Above the budget, what a request may still take: the answer's own time after the deadline
+#: cuts garments short (response, log submit) and the client's loopback round trip.
+BUDGET_SLACK_S = 1.0
+
+
+def slow_ximilar(stack: ReliabilityStack) -> None:
+    for name, env in SLOW_XIMILAR_ENV.items():
+        stack.restart(name, env, sig=signal.SIGTERM)
+    stack.ximilar.latency_s = SLOW_XIMILAR_S
+
+
+def ximilar_back(stack: ReliabilityStack) -> None:
+    stack.ximilar.latency_s = 0.0
+    for name in SLOW_XIMILAR_ENV:
+        stack.restart(name, sig=signal.SIGTERM)
 
 
 def gemini_timeouts(stack: ReliabilityStack) -> None:
@@ -199,6 +225,9 @@ def full_scenarios(pg_dir: Path | None, requests: int = 24, concurrency: int = 4
                  flags=frozenset({"ximilar_detect_failed"}), every_answer_flagged=True),
         Scenario("ximilar 5xx", requests, concurrency, inject=ximilar_storm("503"),
                  flags=frozenset({"ximilar_detect_failed"}), every_answer_flagged=True),
+        Scenario("slow ximilar (6 s per call, 5 s client time-out, 10 s budget)", requests, concurrency,
+                 inject=slow_ximilar, heal=ximilar_back, flags=frozenset({"ximilar_detect_failed"}),
+                 every_answer_flagged=True, latency_limit_s=SLOW_XIMILAR_BUDGET_S + BUDGET_SLACK_S),
         Scenario("gemini timeouts", requests, concurrency, inject=gemini_timeouts,
                  flags=frozenset({"rerank_unavailable", "context_tags_unavailable"}), every_answer_flagged=True),
         Scenario("embedder killed + restarted", requests, concurrency, during=kill_and_restart("embedder"),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from unde.budget import Deadline
 from unde.errors import StoreError
 
 
@@ -38,3 +43,15 @@ async def open_pool(conninfo: str, *, name: str, min_size: int = 1, max_size: in
         await pool.close()
         raise StoreError(f"cannot connect to the {name} database: {exc}") from exc
     return pool
+
+
+@asynccontextmanager
+async def budgeted(pool: AsyncConnectionPool, deadline: Deadline,
+                   cap_s: float) -> AsyncIterator[AsyncConnection[Any]]:
+    """A connection waited for at most `cap_s` within `deadline`, in a transaction whose
+    statements the server cancels when the deadline passes (`SET LOCAL statement_timeout`).
+    Raises `BudgetSpent` when nothing is left, psycopg errors for the database's failures."""
+    async with pool.connection(timeout=deadline.timeout(cap_s)) as conn, conn.transaction():
+        left_ms = max(1, int(deadline.remaining() * 1000))
+        await conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{left_ms}ms",))
+        yield conn

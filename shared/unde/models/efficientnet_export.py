@@ -25,7 +25,7 @@ import math
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -121,7 +121,7 @@ def build_network() -> Any:
             return functional.relu6(self._bn1(self._conv_head(x))).mean((2, 3))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            matrix: torch.Tensor = self.projection  # type: ignore[assignment]
+            matrix = cast("torch.Tensor", self.projection)  # a registered buffer
             return self.features(x) @ matrix
 
     network = Lite0()

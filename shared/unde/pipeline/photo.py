@@ -1,8 +1,11 @@
 """One recognition: detect → every garment concurrently (bounded) → response + log record.
 
-Replaces the spec's Celery task. The whole request has one budget (REQUEST_SOFT_DEADLINE_S);
-every downstream call's timeout comes from what is left of it. When the budget runs out,
-garments still in flight are answered with what is known so far and marked `partial`.
+Replaces the spec's Celery task. The whole request has one budget (REQUEST_SOFT_DEADLINE_S,
+or less when the caller sent a smaller one); every downstream call's timeout comes from what is
+left of it, and travels with the call as the callee's budget (`unde.budget`). Detection gets at
+most `DETECT_SHARE` of it, so a slow detector (Ximilar falling back to the offline one) still
+leaves the garments time. When the budget runs out, garments still in flight are answered with
+what is known so far and marked `partial`.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from unde import budget
+from unde.budget import Deadline
 from unde.errors import BadInput, UndeError, UpstreamRejected, UpstreamUnavailable
 from unde.pipeline import tiers
-from unde.pipeline.item import Emit, ItemOutcome, ItemPipeline, cards_for, no_emit, search_order
+from unde.pipeline.item import Emit, ItemOutcome, ItemPipeline, assign_tier, cards_for, no_emit, search_order
 from unde.response_shapes import DetectResponse as Detection
-from unde.service_client import Deadline, ServiceClient
+from unde.service_client import ServiceClient
 from unde.settings import OrchestratorSettings, format_window
 
 DETECT_TIMEOUT_S = 10.0
+DETECT_SHARE = 0.5  # of the request's remaining budget, at most
 
 
 @dataclass(slots=True)
@@ -57,7 +63,7 @@ class Recognizer:
         """The whole pipeline for one photo; upstream trouble degrades, never raises past detect."""
         request_id = request_id or str(uuid.uuid4())
         started = time.perf_counter()
-        deadline = Deadline(self.settings.request_soft_deadline_s)
+        deadline = budget.current().within(self.settings.request_soft_deadline_s)
         detection, detect_ms = await self._detect(photo, deadline)
         degraded: list[str] = list(detection.degraded)
         items = sorted(detection.items, key=lambda i: -i.confidence)[: self.settings.max_items]
@@ -81,7 +87,7 @@ class Recognizer:
         started = time.perf_counter()
         try:
             body = await self.gateway.post("/detect", {"image": photo.image}, deadline=deadline,
-                                           timeout_s=DETECT_TIMEOUT_S)
+                                           timeout_s=min(DETECT_TIMEOUT_S, deadline.remaining() * DETECT_SHARE))
         except UpstreamRejected as exc:
             raise BadInput(f"photo rejected: {exc.detail}", field="photo",
                            status_code=exc.upstream_status) from exc
@@ -101,10 +107,13 @@ class Recognizer:
         tasks = [asyncio.create_task(bounded(outcome)) for outcome in outcomes]
         if not tasks:
             return False
-        _, pending = await asyncio.wait(tasks, timeout=deadline.remaining())
+        done, pending = await asyncio.wait(tasks, timeout=deadline.remaining())
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:  # a garment's steps degrade on upstream trouble; anything else is a bug
+            if (error := task.exception()) is not None:
+                raise error
         for outcome in outcomes:
             if not outcome.complete:
                 finish_partial(outcome, self.settings)
@@ -113,10 +122,9 @@ class Recognizer:
 
 def finish_partial(outcome: ItemOutcome, settings: OrchestratorSettings) -> None:
     """Answer a garment the deadline cut short with what was known (search order)."""
-    outcome.degraded.append("deadline")
+    outcome.flag("deadline")
+    assign_tier(outcome, settings)
     ranked = outcome.ranked or search_order(outcome.available)
-    top = ranked[0].score if ranked else None
-    outcome.match_type = tiers.tier_for(top, settings.confidence_high, settings.confidence_medium)
     outcome.matches = cards_for(outcome, ranked[: tiers.SIMILAR_COUNT])
 
 
@@ -141,9 +149,11 @@ def item_json(outcome: ItemOutcome) -> dict[str, Any]:
             "pgvector_confident": search.pgvector_confident, "used_ximilar": search.used_ximilar,
             "pgvector_top1_score": search.pgvector_top1_score,
             "pgvector_margin": search.pgvector_margin,
-            "ximilar_top1_score": search.ximilar_top1_score,
+            "ximilar_top1_score": outcome.ximilar_top1_score,
             "requeried_ximilar": outcome.requeried_ximilar,
+            "requery_used_ximilar": bool(outcome.requery and outcome.requery.used_ximilar),
         },
+        "tier_basis": outcome.tier_basis,
         "availability_applied": outcome.availability_applied,
         "candidates_after_availability": len(outcome.available),
         "partial": not outcome.complete,
@@ -189,17 +199,18 @@ def build_record(photo: PhotoInput, settings: OrchestratorSettings, outcomes: li
         "search_time_ms": timings["search"],
         "availability_time_ms": timings["availability"],
         "final_matches": [{"item_id": o.item.item_id, "match_type": o.match_type,
+                           "tier_basis": o.tier_basis,
                            "matches": [{k: m.get(k) for k in ("brand", "external_id", "score")}
                                        for m in o.matches]} for o in outcomes],
         "rerank_time_ms": timings["rerank"],
         "total_time_ms": round(timings["total"]),
         "items_detected": len(outcomes),
         "items_matched": sum(1 for o in outcomes if o.match_type in ("exact", "similar")),
-        "used_ximilar_booster": any(o.search.used_ximilar for o in outcomes if o.search),
+        "used_ximilar_booster": any(o.used_ximilar_search for o in outcomes),
         "used_ximilar_tagging": any(o.used_ximilar_tagging for o in outcomes),
         "pgvector_top1_score": search.pgvector_top1_score if search else None,
         "pgvector_margin": search.pgvector_margin if search else None,
-        "ximilar_top1_score": search.ximilar_top1_score if search else None,
+        "ximilar_top1_score": first.ximilar_top1_score if first else None,
         "candidates_after_availability": len(first.available) if first else None,
         "flags": {"tagging_mode": settings.tagging_mode,
                   "availability_window": format_window(settings.availability_window),
@@ -217,6 +228,7 @@ def search_summary(outcome: ItemOutcome) -> dict[str, Any]:
                                "candidates_after_availability": len(outcome.available)}
     if outcome.search is not None:
         summary.update(item_json(outcome)["search"] or {})
+        summary["tier_basis"] = outcome.tier_basis
         summary["top"] = [c.model_dump(include={"brand", "external_id", "score", "source"})
                           for c in outcome.search.candidates[:20]]
     return summary

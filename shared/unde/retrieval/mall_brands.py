@@ -3,7 +3,8 @@
 Read from staging `raw_stores` and cached per mall for `ttl_s` seconds: the list changes when
 a store opens or closes, not per request. Concurrent misses for one mall share one query. If
 the database fails and an expired list is cached, the stale list is served (a store list a few
-minutes old beats failing the search); with nothing cached the error is raised.
+minutes old beats failing the search); with nothing cached the error is raised. The query
+waits and runs within the request's budget (`unde.db.pool.budgeted`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from collections.abc import Callable
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from unde import budget
+from unde.db.pool import budgeted
 from unde.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 BRANDS_SQL = "SELECT DISTINCT brand FROM raw_stores WHERE mall_name = %s ORDER BY brand"
+POOL_WAIT_S = 2.0  # longest wait for a connection (less when the request's budget has less)
 
 
 class MallBrands:
@@ -63,6 +67,6 @@ class MallBrands:
 
     async def _query(self, mall: str) -> tuple[str, ...]:
         self.queries += 1
-        async with self.pool.connection() as conn:
+        async with budgeted(self.pool, budget.current(), POOL_WAIT_S) as conn:
             rows = await (await conn.execute(BRANDS_SQL, (mall,))).fetchall()
         return tuple(str(row[0]) for row in rows)

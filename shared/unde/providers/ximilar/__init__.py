@@ -14,6 +14,7 @@ from unde.providers.ximilar.client import (
     DETECT_CREDITS,
     SEARCH_CREDITS,
     TAG_CREDITS,
+    CreditMeter,
     Priced,
     XimilarClient,
     XimilarConfig,
@@ -23,7 +24,8 @@ from unde.providers.ximilar.wire import XimilarMalformed
 from unde.settings import VisionGatewaySettings
 
 __all__ = [
-    "DETECT_CREDITS", "SEARCH_CREDITS", "TAG_CREDITS", "BreakerState", "CircuitBreaker", "Priced",
+    "DETECT_CREDITS", "SEARCH_CREDITS", "TAG_CREDITS", "BreakerState", "CircuitBreaker", "CreditMeter",
+    "Priced",
     "TokenBucket", "XimilarClient", "XimilarConfig", "XimilarMalformed", "client_from_settings",
 ]
 

@@ -6,8 +6,15 @@ to the cap); 401/403 raise `ProviderMisconfigured` at once (a wrong token does n
 other 4xx and malformed answers raise `UpstreamError` without retrying. A call that still
 fails after its retries counts as one failure for the circuit breaker.
 
-Credits (the spec's prices) are counted on every answered call and returned with the result:
-detect 5 per image, tags 15 per image, search 10 per query.
+Every call runs inside a deadline — the one passed, else the request's budget
+(`unde.budget.current()`): each attempt's timeout is the smaller of XIMILAR_TIMEOUT_S and what
+is left, and a retry is made only when its backoff still leaves half an attempt's time-out. A call
+whose budget is spent before its first attempt is not a health signal for the breaker.
+
+Credits (the spec's prices: detect 5 per image, tags 15 per image, search 10 per query) are
+counted on every answered call and on every attempt that timed out after the request was sent
+(Ximilar bills those: the work was done, the answer came too late). A `CreditMeter` passed to
+an operation receives its credits whether the call succeeds or fails.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from typing import Any, Final, Generic, TypeVar
 
 import httpx
 
+from unde import budget
+from unde.budget import Deadline
 from unde.errors import (
     ProviderMisconfigured,
     UpstreamError,
@@ -32,11 +41,14 @@ from unde.providers.ximilar import wire
 from unde.providers.ximilar.breaker import CircuitBreaker
 from unde.providers.ximilar.ratelimit import TokenBucket
 from unde.providers.ximilar.wire import XimilarMalformed
-from unde.service_client import Deadline
 
 DETECT_CREDITS: Final = 5
 TAG_CREDITS: Final = 15
 SEARCH_CREDITS: Final = 10
+
+#: A retry is made only when, after its backoff, this share of XIMILAR_TIMEOUT_S is still left
+#: in the deadline: a shorter attempt would mostly time out again (and be billed again).
+RETRY_MIN_SHARE: Final = 0.5
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -48,6 +60,20 @@ class Priced(Generic[T]):
 
     value: T
     credits: int
+
+
+@dataclass(slots=True)
+class CreditMeter:
+    """Credits one logical operation spent, its billed time-outs included."""
+
+    credits: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Price:
+    operation: str
+    credits: int
+    meter: CreditMeter
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,26 +104,31 @@ class XimilarClient:
 
     # ---- public operations -------------------------------------------------------------
 
-    async def detect_tags(self, images: Sequence[bytes], *,
-                          deadline: Deadline | None = None) -> Priced[list[wire.DetectedImage]]:
+    async def detect_tags(self, images: Sequence[bytes], *, deadline: Deadline | None = None,
+                          meter: CreditMeter | None = None) -> Priced[list[wire.DetectedImage]]:
         """Fashion detection + tags for each image (batched by 10)."""
-        parsed = await self._batched(wire.DETECT_TAGS_PATH, images, deadline, wire.parse_detected)
-        return Priced(parsed, self._spend("detect", DETECT_CREDITS * len(images)))
+        meter = meter or CreditMeter()
+        parsed = await self._batched(wire.DETECT_TAGS_PATH, images, deadline, wire.parse_detected,
+                                     ("detect", DETECT_CREDITS, meter))
+        return Priced(parsed, meter.credits)
 
-    async def tags(self, images: Sequence[bytes], *,
-                   deadline: Deadline | None = None) -> Priced[list[dict[str, list[wire.Tag]]]]:
+    async def tags(self, images: Sequence[bytes], *, deadline: Deadline | None = None,
+                   meter: CreditMeter | None = None) -> Priced[list[dict[str, list[wire.Tag]]]]:
         """Fashion tags of each (cropped) image (batched by 10)."""
-        parsed = await self._batched(wire.TAGS_PATH, images, deadline, wire.parse_record_tags)
-        return Priced(parsed, self._spend("tag", TAG_CREDITS * len(images)))
+        meter = meter or CreditMeter()
+        parsed = await self._batched(wire.TAGS_PATH, images, deadline, wire.parse_record_tags,
+                                     ("tag", TAG_CREDITS, meter))
+        return Priced(parsed, meter.credits)
 
     async def search(self, image: bytes, *, k: int, fields: list[str],
-                     filter_: dict[str, Any] | None = None,
-                     deadline: Deadline | None = None) -> Priced[wire.SearchAnswer]:
+                     filter_: dict[str, Any] | None = None, deadline: Deadline | None = None,
+                     meter: CreditMeter | None = None) -> Priced[wire.SearchAnswer]:
         """Visual kNN over the configured collection."""
+        meter = meter or CreditMeter()
         body = wire.search_body(image, k, fields, filter_)
         answer = await self._post(wire.SEARCH_PATH, body, deadline, wire.parse_search,
-                                  collection=True)
-        return Priced(answer, self._spend("search", SEARCH_CREDITS))
+                                  collection=True, price=_Price("search", SEARCH_CREDITS, meter))
+        return Priced(answer, meter.credits)
 
     async def insert(self, records: list[dict[str, Any]]) -> None:
         """Insert up to 10 records (`_id`, `_url`/`_base64`, metadata) into the collection."""
@@ -115,13 +146,17 @@ class XimilarClient:
 
     # ---- plumbing ----------------------------------------------------------------------
 
-    def _spend(self, operation: str, credits: int) -> int:
-        self.credits_spent[operation] += credits
-        XIMILAR_CREDITS.labels(operation).inc(credits)
-        return credits
+    def _spend(self, price: _Price | None) -> None:
+        if price is None:
+            return
+        price.meter.credits += price.credits
+        self.credits_spent[price.operation] += price.credits
+        XIMILAR_CREDITS.labels(price.operation).inc(price.credits)
 
     async def _batched(self, path: str, images: Sequence[bytes], deadline: Deadline | None,
-                       parse: Callable[[dict[str, Any], str], T]) -> list[T]:
+                       parse: Callable[[dict[str, Any], str], T],
+                       priced: tuple[str, int, CreditMeter]) -> list[T]:
+        operation, per_image, meter = priced
         chunks = [images[i:i + wire.MAX_RECORDS] for i in range(0, len(images), wire.MAX_RECORDS)]
 
         async def one(chunk: Sequence[bytes]) -> list[T]:
@@ -130,7 +165,8 @@ class XimilarClient:
                 return [parse(record, f"records[{i}]") for i, record in enumerate(records)]
 
             return await self._post(path, wire.records_body([wire.image_record(d) for d in chunk]),
-                                    deadline, parse_all)
+                                    deadline, parse_all,
+                                    price=_Price(operation, per_image * len(chunk), meter))
 
         results = await asyncio.gather(*(one(chunk) for chunk in chunks))
         return [record for chunk in results for record in chunk]
@@ -150,13 +186,17 @@ class XimilarClient:
         return ceiling * (0.5 + self._jitter() / 2)  # "equal jitter": spread, never zero
 
     async def _post(self, path: str, body: dict[str, Any], deadline: Deadline | None,
-                    parse: Callable[[dict[str, Any]], R], *, collection: bool = False) -> R:
+                    parse: Callable[[dict[str, Any]], R], *, collection: bool = False,
+                    price: _Price | None = None) -> R:
         """One logical call: breaker, retries, then `parse` (its failures count as malformed)."""
         headers = self._headers(collection)
+        deadline = deadline or budget.current()
+        if not deadline.allows(0.0):
+            raise _budget_spent(path)
         self.breaker.before_call()
         try:
-            result = parse(await self._post_with_retries(path, body, headers, deadline))
-        except (ProviderMisconfigured, asyncio.CancelledError):
+            result = parse(await self._post_with_retries(path, body, headers, deadline, price))
+        except (ProviderMisconfigured, budget.BudgetSpent, asyncio.CancelledError):
             self.breaker.abandon_probe()
             raise
         except UpstreamError as exc:
@@ -169,13 +209,15 @@ class XimilarClient:
         return result
 
     async def _post_with_retries(self, path: str, body: dict[str, Any], headers: dict[str, str],
-                                 deadline: Deadline | None) -> dict[str, Any]:
+                                 deadline: Deadline, price: _Price | None) -> dict[str, Any]:
         url = f"{self.config.base_url.rstrip('/')}/{path}"
         attempt = 0
         while True:
             retry_after: str | None = None
             try:
-                return await self._attempt(url, path, body, headers, deadline)
+                answer = await self._attempt(url, path, body, headers, deadline, price)
+                self._spend(price)
+                return answer
             except _Retryable as exc:
                 error, retry_after = exc.error, exc.retry_after
             except wire.XimilarStatusError as exc:
@@ -185,21 +227,25 @@ class XimilarClient:
             if attempt >= self.config.max_retries:
                 raise error
             pause = self._backoff(attempt, retry_after)
-            if deadline is not None and deadline.remaining() <= pause:
+            if not deadline.allows(pause + self.config.timeout_s * RETRY_MIN_SHARE):
                 raise error
             await asyncio.sleep(pause)
             attempt += 1
 
     async def _attempt(self, url: str, path: str, body: dict[str, Any], headers: dict[str, str],
-                       deadline: Deadline | None) -> dict[str, Any]:
-        timeout = deadline.timeout(self.config.timeout_s) if deadline else self.config.timeout_s
+                       deadline: Deadline, price: _Price | None) -> dict[str, Any]:
         await self.limiter.acquire()
+        if not deadline.allows(0.0):
+            raise _budget_spent(path)
+        timeout = deadline.timeout(self.config.timeout_s)
         self.attempts += 1
         started = time.perf_counter()
         try:
             response = await self.http.post(url, json=body, headers=headers, timeout=timeout)
         except httpx.TimeoutException as exc:
             self._count_error(path, "timeout")
+            if isinstance(exc, httpx.ReadTimeout):  # sent in full: Ximilar did (and bills) the work
+                self._spend(price)
             raise _Retryable(UpstreamTimeout(wire.SERVICE, f"{path} took over {timeout:.2f}s")) from exc
         except httpx.HTTPError as exc:
             self._count_error(path, "connection")
@@ -241,6 +287,11 @@ class XimilarClient:
 
     def _count_error(self, path: str, kind: str) -> None:
         UPSTREAM_ERRORS.labels(self.caller, wire.SERVICE, path, kind).inc()
+
+
+def _budget_spent(path: str) -> budget.BudgetSpent:
+    """The request's budget left no time to call Ximilar at all (says nothing of its health)."""
+    return budget.BudgetSpent(f"Ximilar {path}")
 
 
 class _Retryable(Exception):  # internal control flow, never escapes

@@ -7,6 +7,11 @@ search answers with. Idempotent: the collection's `_id`s are listed first (`allI
 missing records are inserted and records whose SKU left the catalog (or whose brand left the
 pilot) are deleted, 10 per call. A photo replaced under the same rank keeps its old descriptor
 until the record is deleted — Ximilar's `allIDs` does not tell images apart.
+
+When listing the collection fails (`allIDs` errors or times out on a large collection), the
+sync does not abort: it inserts every wanted record — an insert under an existing `_id`
+replaces that record, so the result is the same collection — and skips the deletions (stale
+records cannot be known without the list); the report says so (`listed=False`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, Final
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from unde.errors import UpstreamError
+from unde.errors import ProviderMisconfigured, UpstreamError
 from unde.providers.ximilar.client import XimilarClient
 from unde.providers.ximilar.wire import MAX_RECORDS
 
@@ -42,12 +47,15 @@ class SyncReport:
     present: int = 0
     inserted: int = 0
     deleted: int = 0
+    listed: bool = True  # False: allIDs failed, every record was (re-)inserted, none deleted
     failed: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         line = (f"ximilar sync: {self.skus} SKUs, {self.wanted} records wanted, "
                 f"{self.present} already present, {self.inserted} inserted, "
                 f"{self.deleted} deleted")
+        if not self.listed:
+            line += " (collection listing failed: all records re-inserted, stale ones kept)"
         return line + (f", {len(self.failed)} batches FAILED" if self.failed else "")
 
 
@@ -98,10 +106,17 @@ async def sync_collection(client: XimilarClient, conn: AsyncConnection[Any],
     report = SyncReport()
     report.skus, wanted = await wanted_records(conn, brands)
     report.wanted = len(wanted)
-    existing = set(await client.all_ids())
+    try:
+        existing = set(await client.all_ids())
+    except ProviderMisconfigured:
+        raise  # a wrong token fails the inserts too
+    except UpstreamError as exc:
+        log.warning("listing the collection failed, inserting every record instead: %s", exc)
+        report.listed = False
+        existing = set()
     missing = [wanted[rid] for rid in sorted(wanted) if rid not in existing]
     stale = sorted(existing - set(wanted))
-    report.present = report.wanted - len(missing)
+    report.present = report.wanted - len(missing) if report.listed else 0
     if dry_run:
         report.inserted, report.deleted = len(missing), len(stale)
         return report

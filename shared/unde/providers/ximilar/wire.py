@@ -160,6 +160,17 @@ def parse_tags(raw: Any, where: str) -> dict[str, list[Tag]]:
     return tags
 
 
+def parse_top_category(raw: Any, where: str) -> str | None:
+    """`Top Category` of a detected object: Ximilar sends a list of `{id, name, prob}` (the most
+    probable is taken); a bare name is accepted too."""
+    if raw is None or isinstance(raw, str):
+        return raw or None
+    if not isinstance(raw, list):
+        raise _malformed(f"{where} is not a list")
+    best = max(parse_tags(raw, where).get("Tags", []), key=lambda tag: tag.prob, default=None)
+    return best.name if best else None
+
+
 def parse_object(raw: Any, where: str) -> DetectedObject:
     if not isinstance(raw, dict):
         raise _malformed(f"{where} is not an object")
@@ -167,12 +178,11 @@ def parse_object(raw: Any, where: str) -> DetectedObject:
     if not isinstance(box, list) or len(box) != 4:
         raise _malformed(f"{where}.bound_box is not [xmin, ymin, xmax, ymax]")
     x0, y0, x1, y1 = (_float(value, f"{where}.bound_box") for value in box)
-    top = raw.get("Top Category")
     return DetectedObject(
         name=str(raw.get("name") or ""),
         bbox=(x0, y0, x1, y1),
         prob=_float(raw.get("prob", 0.0), f"{where}.prob"),
-        top_category=top if isinstance(top, str) else None,
+        top_category=parse_top_category(raw.get("Top Category"), f"{where}.Top Category"),
         tags=parse_tags(raw.get("_tags"), f"{where}._tags"),
     )
 
