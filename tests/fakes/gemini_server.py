@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -42,7 +43,8 @@ from PIL import Image, ImageStat
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 API_KEY = "fake-gemini-key"
 FAULTS = frozenset({"429", "500", "503", "slow", "malformed", "schema", "empty", "duplicate", "missing"})
@@ -115,6 +117,23 @@ class FakeGemini:
         with self._lock:
             self.requests.clear()
             self.max_in_flight = 0
+
+    async def stats(self, request: Request) -> Response:
+        """`GET /stats` (not Gemini's: for a caller in another process): calls, images, tokens."""
+        with self._lock:
+            seen = list(self.requests)
+        return JSONResponse({"requests": len(seen), "images": sum(len(s.images) for s in seen),
+                             "prompt_tokens": sum(s.prompt_tokens for s in seen),
+                             "max_in_flight": self.max_in_flight})
+
+    async def reset(self, request: Request) -> Response:
+        """`POST /reset`: counters to zero, faults and latency from the JSON body."""
+        body = await request.json()
+        self.reset_counters()
+        self.faults.clear()
+        self.fail_next(*body.get("faults", []))
+        self.latency_s = float(body.get("latency_s", self.latency_s))
+        return JSONResponse({"ok": True})
 
     @property
     def request_count(self) -> int:
@@ -219,10 +238,14 @@ def _error(code: int, message: str, status: str) -> JSONResponse:
                         status_code=code)
 
 
-def build_app(fake: FakeGemini) -> Starlette:
-    """The Starlette app serving the fake's routes."""
-    routes = [Route(f"/{version}/models/{{model}}:generateContent", fake.generate, methods=["POST"])
-              for version in ("v1beta", "v1")]
+def build_app(fake: FakeGemini, photos: Path | None = None) -> Starlette:
+    """The Starlette app serving the fake's routes (and `photos` under /img/, if given)."""
+    routes: list[BaseRoute] = [
+        Route(f"/{version}/models/{{model}}:generateContent", fake.generate, methods=["POST"])
+        for version in ("v1beta", "v1")]
+    routes += [Route("/stats", fake.stats), Route("/reset", fake.reset, methods=["POST"])]
+    if photos is not None:
+        routes.append(Mount("/img", app=StaticFiles(directory=photos)))
     return Starlette(routes=routes)
 
 
@@ -254,3 +277,21 @@ def fake_gemini(latency_s: float = 0.0, slow_s: float = 5.0) -> Iterator[tuple[F
     fake = FakeGemini(latency_s=latency_s, slow_s=slow_s)
     with serve_in_thread(build_app(fake)) as base_url:
         yield fake, base_url
+
+
+def main() -> None:
+    """`python -m tests.fakes.gemini_server PORT [PHOTO_DIR]`: serve the fake in this process
+    (a benchmark measuring its caller's CPU runs it apart), prints the URL when ready."""
+    import sys
+
+    port = int(sys.argv[1])
+    photos = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    fake = FakeGemini()
+    config = uvicorn.Config(build_app(fake, photos), host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="off")
+    print(f"http://127.0.0.1:{port}", flush=True)
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ from unde.rerank.candidates import RerankCandidate
 from unde.rerank.combine import Weights
 from unde.rerank.gemini_rerank import GeminiReranker, VisualJudgement
 from unde.rerank.photo_cache import PreparedPhotos
+from unde.service_client import Deadline
 
 
 @pytest.fixture
@@ -93,11 +94,14 @@ async def test_500_exhausted_is_upstream_unavailable(gemini: tuple[FakeGemini, s
 async def test_timeout_is_upstream_timeout(gemini: tuple[FakeGemini, str],
                                            http: httpx.AsyncClient) -> None:
     fake, url = gemini
-    fake.fail_next("slow", "slow")
+    fake.fail_next("slow", "slow", "slow")
     client = client_for(url, http, timeout_s=0.3, max_retries=1)
     with pytest.raises(UpstreamTimeout):
         await client.generate_structured(compare_parts(), VisualJudgement, "rerank")
-    assert fake.request_count == 2  # the time-out is retried once by the SDK, then reported
+    assert fake.request_count == 1  # no deadline known: a second full time-out is not risked
+    with pytest.raises(UpstreamTimeout):
+        await client.generate_structured(compare_parts(), VisualJudgement, "rerank", deadline=Deadline(5.0))
+    assert fake.request_count == 3  # with time left before the deadline it is retried once
 
 
 async def test_wrong_key_is_a_configuration_failure(gemini: tuple[FakeGemini, str],

@@ -151,10 +151,14 @@ def attempt_timeout(deadline: Deadline | None, cap_s: float) -> float:
 
 
 class _RetryWorthIt(retry_base):
-    """Retry transient upstream failures, and an invalid answer once if `retry_invalid`."""
+    """Retry transient upstream failures (429, 5xx, transport errors), and an invalid answer once
+    if `retry_invalid`. A timed-out attempt is retried only against a known deadline: without
+    one, a second full time-out would outlast what the caller waits (its /tag and /rerank
+    time-outs are ~1–2 Gemini time-outs)."""
 
-    def __init__(self, retry_invalid: bool) -> None:
+    def __init__(self, retry_invalid: bool, deadline_known: bool) -> None:
         self.retry_invalid = retry_invalid
+        self.deadline_known = deadline_known
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         outcome = retry_state.outcome
@@ -163,6 +167,8 @@ class _RetryWorthIt(retry_base):
             return self.retry_invalid and retry_state.attempt_number < VALIDATION_ATTEMPTS
         if isinstance(exc, CircuitOpen):
             return False
+        if isinstance(exc, UpstreamTimeout):
+            return self.deadline_known
         return isinstance(exc, UpstreamUnavailable | UpstreamTimeout) and exc.retryable
 
 
@@ -189,7 +195,7 @@ def retry_schedule(budget: RetryBudget, breaker: CircuitBreaker, deadline: Deadl
     """tenacity's loop for one Gemini call: at most `max_retries` retries, jittered
     exponential back-off from `delay_s`, all bounded by `budget` and the breaker."""
     return AsyncRetrying(
-        retry=_RetryWorthIt(retry_invalid),
+        retry=_RetryWorthIt(retry_invalid, deadline is not None),
         stop=stop_after_attempt(max_retries + 1) | _OutOfBudget(budget, breaker, deadline),
         wait=wait_exponential_jitter(initial=delay_s, max=max(delay_s * 8, 0.001), jitter=delay_s),
         reraise=True)
