@@ -31,6 +31,7 @@ BENCHMARKS = (
     "descriptor_quality",
     "vision_quality",
     "rerank_quality",
+    "rerank_gemini",
     "eval",
 )
 

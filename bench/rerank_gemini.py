@@ -40,6 +40,7 @@ from PIL import Image
 from bench.common import figure, print_table
 from bench.descriptor_quality import CACHE as DATA
 from bench.rerank_quality import TOP_N, _catalog_metadata, _search_order, load_world
+from unde.fetch import FetchPolicy, fetch_bytes
 from unde.models.descriptor import DescriptorEmbedder
 from unde.providers.gemini import GeminiClient, GeminiConfig
 from unde.providers.gemini_policy import RetryBudgets
@@ -141,10 +142,10 @@ async def run_pass(base_url: str, items: list[Garment], batch: int, photos: Prep
     async with httpx.AsyncClient(timeout=30) as http:
         await http.post(f"{base_url}/reset", json={})
 
+        policy = FetchPolicy.of([base_url.removeprefix("http://")], 10_000_000, 10.0)
+
         async def fetch(url: str) -> bytes:
-            response = await http.get(url)
-            response.raise_for_status()
-            return response.content
+            return await fetch_bytes(http, url, policy)
 
         photos = photos or PreparedPhotos(fetch, max_side=MAX_SIDE, max_pixels=40_000_000, max_bytes=cache_bytes)
         photos.fetch = fetch
@@ -174,7 +175,7 @@ async def run_pass(base_url: str, items: list[Garment], batch: int, photos: Prep
 
 
 def measure(quick: bool) -> dict[str, Any]:
-    n_street = 24 if quick else 60
+    n_street = 12 if quick else 40
     with fake_process() as url:
         items = garments(url, n_street)
         three = {g.photo for g in items if sum(1 for h in items if h.photo == g.photo) == 3}
