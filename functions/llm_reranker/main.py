@@ -86,7 +86,8 @@ class Runtime:
                 request_retries=settings.gemini_request_retries)
             photos = PreparedPhotos(self._fetch_photo, max_side=settings.gemini_image_max_side,
                                     max_pixels=settings.image_max_pixels,
-                                    max_bytes=settings.rerank_photo_cache_mb * 2**20)
+                                    max_bytes=settings.rerank_photo_cache_mb * 2**20,
+                                    ttl_s=settings.rerank_photo_cache_ttl_s)
             self.gemini = GeminiReranker(GeminiClient(config, self.http), photos, WEIGHTS,
                                          batch_size=settings.rerank_batch)
         else:

@@ -214,6 +214,8 @@ class LlmRerankerSettings(CommonSettings, DatabaseSettings):
     rerank_batch: int = Field(10, ge=1, le=20, description="candidates per Gemini compare call; 1 = pairwise")
     rerank_photo_cache_mb: int = Field(
         64, ge=0, le=4096, description="prepared catalog JPEGs kept in memory (LRU; 0: off)")
+    rerank_photo_cache_ttl_s: float = Field(
+        6 * 3600.0, gt=0, description="a cached catalog photo without a content hash is fetched again after this")
 
     @model_validator(mode="after")
     def _weights(self) -> LlmRerankerSettings:

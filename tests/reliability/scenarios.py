@@ -248,7 +248,8 @@ def full_scenarios(pg_dir: Path | None, requests: int = 24, concurrency: int = 4
         Scenario("slow network (Ximilar +0.4 s, Gemini +1.2 s)", requests, concurrency, inject=slow_network),
     ]
     if pg_dir is not None:
-        scenarios.insert(5, Scenario(
+        staging = next(i for i, s in enumerate(scenarios) if s.name.startswith("staging"))
+        scenarios.insert(staging, Scenario(
             "PostgreSQL restarted", requests, concurrency, during=restart_postgres(pg_dir), spacing_s=spaced,
             flags=frozenset({"pgvector_unavailable", "availability_unavailable", "search_unavailable",
                              "fallback_unavailable"})))

@@ -33,22 +33,32 @@ def prepares(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-async def test_second_use_is_not_prepared_again(prepares: list[str]) -> None:
+async def test_second_use_neither_fetches_nor_prepares(prepares: list[str]) -> None:
     source = Photos()
     photos = PreparedPhotos(source.fetch, max_side=64, max_pixels=10**7, max_bytes=1_000_000)
     first = await photos.jpeg("http://img/1.jpg")
     again = await photos.jpeg("http://img/1.jpg")
-    assert first == again and first[:2] == b"\xff\xd8" and len(prepares) == 1 and source.fetches == 2
+    assert first == again and first[:2] == b"\xff\xd8" and len(prepares) == 1 and source.fetches == 1
     assert photos.size_bytes == len(first)
 
 
 async def test_a_photo_replaced_under_its_url_is_prepared_anew(prepares: list[str]) -> None:
     source = Photos()
-    photos = PreparedPhotos(source.fetch, max_side=64, max_pixels=10**7, max_bytes=1_000_000)
-    old = await photos.jpeg("http://img/2.jpg")
+    clock = [0.0]
+    photos = PreparedPhotos(source.fetch, max_side=64, max_pixels=10**7, max_bytes=1_000_000, ttl_s=60,
+                            timer=lambda: clock[0])
+    old = await photos.jpeg("http://img/2.jpg", "hash-a")
     source.by_url["http://img/2.jpg"] = jpeg((0, 200, 0), size=(400, 500))
-    new = await photos.jpeg("http://img/2.jpg")
-    assert old != new and len(prepares) == 2
+    assert await photos.jpeg("http://img/2.jpg", "hash-b") != old  # a new content hash: a new entry
+    assert len(prepares) == 2
+    # without a hash the entry is trusted until its time-to-live has passed
+    unhashed = await photos.jpeg("http://img/3.jpg")
+    source.by_url["http://img/3.jpg"] = jpeg((0, 0, 200), size=(400, 500))
+    clock[0] = 59.0
+    assert await photos.jpeg("http://img/3.jpg") == unhashed
+    clock[0] = 61.0
+    assert await photos.jpeg("http://img/3.jpg") != unhashed
+    assert len(prepares) == 4
 
 
 async def test_bounded_in_bytes(prepares: list[str]) -> None:
@@ -81,3 +91,11 @@ async def test_an_undecodable_photo_is_an_error_and_not_cached() -> None:
     with pytest.raises(BadInput):
         await photos.jpeg("http://img/x.jpg")
     assert len(photos) == 0
+
+
+def test_candidate_hash_of_a_photo() -> None:
+    from unde.rerank.candidates import RerankCandidate
+
+    candidate = RerankCandidate("b", "x", 0.5, ("u1", "u2"), {"image_hashes": ["h1", "h2"]})
+    assert candidate.image_hash("u2") == "h2" and candidate.image_hash("u3") is None
+    assert RerankCandidate("b", "x", 0.5, ("u1",), {}).image_hash("u1") is None

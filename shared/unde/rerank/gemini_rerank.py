@@ -201,7 +201,7 @@ class GeminiReranker:
         url = candidate.best_on_model_photo()
         assert url is not None
         try:
-            return await self.photos.jpeg(url)
+            return await self.photos.jpeg(url, candidate.image_hash(url))
         except UndeError as exc:
             return VisualEvidence(candidate.search_score, f"catalog photo unusable ({exc}): {_fallback(candidate)}")
 

@@ -1,22 +1,25 @@
 """Catalog photos as Gemini is sent them, prepared once per process.
 
-Preparing a catalog photo (decode with validation, shrink to `GEMINI_IMAGE_MAX_SIDE`, encode as
-JPEG) costs far more CPU than fetching it, and catalog photos do not change. The prepared JPEGs
-live in a cachetools `LRUCache` bounded in bytes (`getsizeof=len`, `RERANK_PHOTO_CACHE_MB`),
-keyed by the URL and the SHA-256 of the fetched bytes — a photo replaced under the same URL is a
-new entry, never a stale one. The fetch itself stays (a CDN hit; it is what proves the bytes are
-still the same). A size of 0 turns the cache off (every request prepares again).
+Fetching a catalog photo (an HTTP round trip through the connection pool) and preparing it
+(decode with validation, shrink to `GEMINI_IMAGE_MAX_SIDE`, encode as JPEG) is most of the
+reranker's own CPU per request (bench/rerank_gemini.py), and catalog photos do not change. The
+prepared JPEGs live in a cachetools `TTLCache` — least recently used first out, bounded in bytes
+(`getsizeof=len`, `RERANK_PHOTO_CACHE_MB`) — keyed by the URL and the photo's content hash when
+the candidate carries one (`metadata.image_hashes`, aligned with `image_urls`, as the indexer
+stores them): a photo re-indexed under the same URL is a new entry. Without a hash, an entry
+lives at most `RERANK_PHOTO_CACHE_TTL_S`, so a photo replaced under its URL is seen again
+within that time. A cache hit neither fetches nor decodes. Size 0 turns the cache off.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import time
 from collections.abc import Awaitable, Callable
 
-from cachetools import LRUCache
+from cachetools import TTLCache
+from prometheus_client import Counter
 
-from unde.metrics import Counter
 from unde.vision.images import decode_image, encode_jpeg
 
 #: Fetches a catalog photo's bytes by URL (raises an UndeError when it cannot).
@@ -35,13 +38,14 @@ def prepare_jpeg(data: bytes, max_side: int, max_pixels: int, field: str) -> byt
 class PreparedPhotos:
     """Fetch + prepare catalog photos, remembering the prepared JPEGs (LRU, bounded in bytes)."""
 
-    def __init__(self, fetch: PhotoFetcher, *, max_side: int, max_pixels: int, max_bytes: int) -> None:
+    def __init__(self, fetch: PhotoFetcher, *, max_side: int, max_pixels: int, max_bytes: int,
+                 ttl_s: float = 6 * 3600.0, timer: Callable[[], float] = time.monotonic) -> None:
         self.fetch = fetch
         self.max_side = max_side
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
-        self._cache: LRUCache[tuple[str, str], bytes] | None = (
-            LRUCache(maxsize=max_bytes, getsizeof=len) if max_bytes > 0 else None)
+        self._cache: TTLCache[tuple[str, str | None], bytes] | None = (
+            TTLCache(maxsize=max_bytes, ttl=ttl_s, timer=timer, getsizeof=len) if max_bytes > 0 else None)
 
     @property
     def size_bytes(self) -> int:
@@ -50,19 +54,22 @@ class PreparedPhotos:
     def __len__(self) -> int:
         return len(self._cache) if self._cache is not None else 0
 
-    async def jpeg(self, url: str) -> bytes:
-        """The JPEG to send for `url` (UndeError when it cannot be fetched or decoded)."""
+    async def _prepare(self, url: str) -> bytes:
         raw = await self.fetch(url)
+        return await asyncio.to_thread(prepare_jpeg, raw, self.max_side, self.max_pixels, "photo")
+
+    async def jpeg(self, url: str, image_hash: str | None = None) -> bytes:
+        """The JPEG to send for `url` (UndeError when it cannot be fetched or decoded)."""
         if self._cache is None:
             PHOTO_CACHE.labels("off").inc()
-            return await asyncio.to_thread(prepare_jpeg, raw, self.max_side, self.max_pixels, "photo")
-        key = (url, hashlib.sha256(raw).hexdigest())
+            return await self._prepare(url)
+        key = (url, image_hash)
         cached = self._cache.get(key)
         if cached is not None:
             PHOTO_CACHE.labels("hit").inc()
             return cached
         PHOTO_CACHE.labels("miss").inc()
-        prepared = await asyncio.to_thread(prepare_jpeg, raw, self.max_side, self.max_pixels, "photo")
+        prepared = await self._prepare(url)
         if len(prepared) <= self.max_bytes:
-            self._cache[key] = prepared  # cachetools evicts least recently used entries to fit
+            self._cache[key] = prepared  # cachetools evicts expired, then least recently used entries
         return prepared
