@@ -32,6 +32,7 @@ BENCHMARKS = (
     "vision_quality",
     "real_images",
     "rerank_quality",
+    "rerank_gemini",
     "eval",
 )
 

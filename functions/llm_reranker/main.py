@@ -30,15 +30,18 @@ from unde.http import read_model, validate
 from unde.logs import configure_logging
 from unde.openapi import Operation, document
 from unde.providers.gemini import GeminiClient, GeminiConfig
+from unde.providers.gemini_policy import RetryBudget, RetryBudgets
 from unde.rerank.candidates import RankedCandidate, TokenUsage
 from unde.rerank.combine import Weights
 from unde.rerank.context_rules import ContextTags, infer_context
-from unde.rerank.gemini_rerank import GeminiReranker, prepare_jpeg
+from unde.rerank.gemini_rerank import GeminiReranker
 from unde.rerank.offline import OfflineReranker
+from unde.rerank.photo_cache import PreparedPhotos, prepare_jpeg
 from unde.response_shapes import ContextTagsResponse, RerankResponse
 from unde.runtime import Lazy, function_router
 from unde.service_client import ServiceClient, http_limits
 from unde.settings import LlmRerankerSettings, load_settings, secret_value
+from unde.tracing import current as current_trace
 from unde.vision.image_input import ImageLoader, ImageRef, read_upload
 from unde.vision.images import encode_jpeg
 
@@ -65,6 +68,7 @@ class Runtime:
         self.embedder = ServiceClient("embedder", settings.embedder_url, self.http, caller=SERVICE,
                                       token=token, default_timeout_s=5.0)
         self.gemini: GeminiReranker | None = None
+        self.budgets = RetryBudgets(settings.gemini_request_retries)
         self.offline: OfflineReranker | None = None
 
     async def open(self, settings: LlmRerankerSettings) -> Runtime:
@@ -78,10 +82,14 @@ class Runtime:
                 concurrency=settings.gemini_concurrency,
                 breaker_failures=settings.gemini_breaker_failures,
                 breaker_cooldown_s=settings.gemini_breaker_cooldown_s,
-                thinking_budget=None if budget < 0 else budget)
-            self.gemini = GeminiReranker(
-                GeminiClient(config, self.http), self._fetch_photo, WEIGHTS,
-                max_side=settings.gemini_image_max_side, max_pixels=settings.image_max_pixels)
+                thinking_budget=None if budget < 0 else budget,
+                request_retries=settings.gemini_request_retries)
+            photos = PreparedPhotos(self._fetch_photo, max_side=settings.gemini_image_max_side,
+                                    max_pixels=settings.image_max_pixels,
+                                    max_bytes=settings.rerank_photo_cache_mb * 2**20,
+                                    ttl_s=settings.rerank_photo_cache_ttl_s)
+            self.gemini = GeminiReranker(GeminiClient(config, self.http), photos, WEIGHTS,
+                                         batch_size=settings.rerank_batch)
         else:
             self.offline = OfflineReranker(await self._pool(settings), WEIGHTS)
         return self
@@ -107,6 +115,11 @@ class Runtime:
 
         return await asyncio.to_thread(prepare)
 
+    def budget(self) -> RetryBudget:
+        """The Gemini retry budget of the recognition this request serves (by request id)."""
+        trace = current_trace()
+        return self.budgets.for_request(trace.request_id if trace is not None else None)
+
 
 async def _build() -> Runtime:
     return await Runtime(SETTINGS).open(SETTINGS)
@@ -129,7 +142,7 @@ async def tag(request: Request) -> Mapping[str, Any]:
     ref, hints = await _tag_request(request)
     runtime = await RUNTIME.get()
     if runtime.gemini is not None:
-        tags, usage = await runtime.gemini.tag(await runtime.crop_jpeg(ref))
+        tags, usage = await runtime.gemini.tag(await runtime.crop_jpeg(ref), runtime.budget())
         return {**tags.to_json(), "provider": "gemini", "tokens": usage.to_json()}
     if ref.base64 is not None:  # the offline tagger reads hints, but the image must still be valid
         data = await runtime.loader.load_bytes(ref)
@@ -165,7 +178,8 @@ async def rerank(request: Request) -> Mapping[str, Any]:
     if runtime.gemini is not None:
         if ref is None:
             raise BadInput("the Gemini reranker needs the crop: give 'image'", field="image")
-        ranked, usage = await runtime.gemini.rerank(await runtime.crop_jpeg(ref), candidates, body.tags)
+        ranked, usage = await runtime.gemini.rerank(await runtime.crop_jpeg(ref), candidates, body.tags,
+                                                    runtime.budget())
         return _answer(ranked, "gemini", usage)
     assert runtime.offline is not None
     embed_crop = None if ref is None else (lambda: _embed_crop(runtime, ref))

@@ -210,12 +210,12 @@ class LlmRerankerSettings(CommonSettings, DatabaseSettings):
     gemini_model: str = "gemini-2.5-flash"
     gemini_api_url: str | None = Field(None, description="override the Gemini base URL")
     gemini_timeout_s: float = Field(8.0, gt=0, le=120)
-    gemini_max_retries: int = Field(2, ge=0, le=10)
+    gemini_max_retries: int = Field(2, ge=0, le=10, description="retries of one Gemini call")
     gemini_concurrency: int = Field(32, ge=1, le=128)
     visual_weight: float = Field(0.7, ge=0, le=1)
     semantic_weight: float = Field(0.3, ge=0, le=1)
     max_candidates: int = Field(20, ge=1, le=100)
-    gemini_retry_delay_s: float = Field(0.5, ge=0, le=30, description="first SDK retry delay")
+    gemini_retry_delay_s: float = Field(0.5, ge=0, le=30, description="first retry delay")
     gemini_breaker_failures: int = Field(5, ge=1, description="consecutive failures that open it")
     gemini_breaker_cooldown_s: float = Field(30.0, gt=0)
     gemini_image_max_side: int = Field(768, ge=64, le=3072, description="images are downsized to this")
@@ -223,6 +223,13 @@ class LlmRerankerSettings(CommonSettings, DatabaseSettings):
                               description="embeds the crop when /rerank gets no embedding")
     gemini_thinking_budget: int = Field(
         0, ge=-1, le=32768, description="Gemini thinking tokens; 0 off (fast), -1 model default")
+    gemini_request_retries: int = Field(
+        3, ge=0, le=20, description="retries all Gemini calls of one recognition share (per process)")
+    rerank_batch: int = Field(10, ge=1, le=20, description="candidates per Gemini compare call; 1 = pairwise")
+    rerank_photo_cache_mb: int = Field(
+        64, ge=0, le=4096, description="prepared catalog JPEGs kept in memory (LRU; 0: off)")
+    rerank_photo_cache_ttl_s: float = Field(
+        6 * 3600.0, gt=0, description="a cached catalog photo without a content hash is fetched again after this")
 
     @model_validator(mode="after")
     def _weights(self) -> LlmRerankerSettings:

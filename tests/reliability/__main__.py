@@ -8,6 +8,8 @@ and writes it to tests/reliability/last_run.md. Exits 1 when any promise was bro
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
 import tempfile
 import time
@@ -17,17 +19,19 @@ from pathlib import Path
 from tests.ports import port_shift
 from tests.reliability import report
 from tests.reliability.indexing_chaos import run_indexing_chaos
-from tests.reliability.load import run_load
+from tests.reliability.load import LoadResult, run_load
 from tests.reliability.pg import dedicated_server
 from tests.reliability.scenarios import ScenarioResult, full_scenarios, run_scenario
 from tests.reliability.stack import ReliabilityStack, StackConfig
 
+BENCH_RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results.json"
 OFFSET = 1600 + port_shift()  # ports 9700–9704 and 9690: beside a dev stack (0) and the integration test (1000)
 
 
 def scenario_row(result: ScenarioResult) -> report.Row:
     return report.Row(result.name, result.requests, result.answered, result.degraded, result.failed,
-                      result.lost, result.p50_s, result.p99_s, list(result.problems))
+                      result.lost, result.p50_s, result.p99_s, list(result.problems),
+                      result.gemini_calls_per_request)
 
 
 def run_suite(quick: bool = False, log: Callable[[str], None] = print,
@@ -60,11 +64,28 @@ def run_suite(quick: bool = False, log: Callable[[str], None] = print,
                          f"{chaos.wall_s:.0f}s")
             log(f"{'ok ' if not chaos.problems else 'BAD'} indexing chaos {chaos.problems or ''}")
             levels = (1, 2, 4) if quick else (1, 2, 4, 8)
-            load_rows, load_notes = run_load(stack, levels, per_level=3, soak_requests=12 if quick else 30)
-            rows += load_rows
-            notes += load_notes
-            log("load: " + "; ".join(load_notes[:2]))
+            # the same-run baseline: the reranker in the pairwise mode (RERANK_BATCH=1), then the default
+            stack.restart("llm_reranker", {"RERANK_BATCH": "1"}, sig=signal.SIGTERM)
+            pairwise = run_load(stack, levels, per_level=3, soak_requests=0, label=" (RERANK_BATCH=1)")
+            stack.restart("llm_reranker", sig=signal.SIGTERM)
+            load = run_load(stack, levels, per_level=3, soak_requests=12 if quick else 30)
+            rows += pairwise.rows + load.rows
+            notes += pairwise.notes + load.notes
+            log("load: " + "; ".join(load.notes[:2] + pairwise.notes[:1]))
+            record_load_figure(load, pairwise)
     return rows, notes
+
+
+def record_load_figure(load: LoadResult, pairwise: LoadResult) -> None:
+    """`load_recognitions_per_s` (throughput at the breaking point) into bench/results.json,
+    with the pairwise reranker's, measured in the same run, as its baseline."""
+    results = json.loads(BENCH_RESULTS.read_text()) if BENCH_RESULTS.exists() else {}
+    results["load_recognitions_per_s"] = {
+        "value": round(load.held_per_s, 3),
+        "unit": f"recognitions/s at the highest zero-error concurrency ({load.held}; reliability load run)",
+        "baseline": f"RERANK_BATCH=1 (held concurrency {pairwise.held})",
+        "baseline_value": round(pairwise.held_per_s, 3)}
+    BENCH_RESULTS.write_text(json.dumps(dict(sorted(results.items())), indent=2) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -114,11 +114,20 @@ def run_step(stack: ReliabilityStack, concurrency: int, requests: int) -> Step:
     return Step(concurrency, outcomes, stack.row_counts([o.request_id for o in outcomes]), wall_s)
 
 
+@dataclass
+class LoadResult:
+    rows: list[Row]
+    notes: list[str]
+    held: int  # the highest concurrency with zero errors and p99 under the soft deadline
+    held_per_s: float  # recognitions/s at that level (0.0 when none held)
+
+
 def run_load(stack: ReliabilityStack, levels: Sequence[int] = (1, 2, 4, 8), per_level: int = 3,
-             soak_requests: int = 30) -> tuple[list[Row], list[str]]:
+             soak_requests: int = 30, label: str = "") -> LoadResult:
     """Step up concurrency (`per_level` × c requests each) until a step has errors or its p99
     reaches the soft deadline (answers cut short: partial); then soak at the highest level that
-    held, sampling RSS. Returns table rows and notes."""
+    held, sampling RSS (`soak_requests` 0: no soak). Returns table rows, notes and the throughput
+    at the breaking point."""
     stack.clear_faults()
     stack.ximilar.latency_s = UPSTREAM_LATENCY["ximilar_s"]
     stack.gemini.latency_s = UPSTREAM_LATENCY["gemini_s"]
@@ -126,11 +135,11 @@ def run_load(stack: ReliabilityStack, levels: Sequence[int] = (1, 2, 4, 8), per_
     soft_s = stack.config.soft_deadline_s
     rows: list[Row] = []
     notes: list[str] = []
-    held, broke = 0, None
+    held, broke, held_per_s = 0, None, 0.0
     try:
         for level in levels:
             step = run_step(stack, level, max(4, per_level * level))
-            rows.append(step.row(f"load: concurrency {level}", deadline_s))
+            rows.append(step.row(f"load{label}: concurrency {level}", deadline_s))
             notes.append(f"- load c={level}: {len(step.outcomes)} requests in {step.wall_s:.1f}s "
                          f"({len(step.outcomes) / step.wall_s:.2f} req/s), p50 "
                          f"{percentile([o.latency_s for o in step.outcomes], 50):.2f}s, p99 {step.p99_s:.2f}s, "
@@ -139,10 +148,13 @@ def run_load(stack: ReliabilityStack, levels: Sequence[int] = (1, 2, 4, 8), per_
                 broke = level
                 rows[-1].problems.clear()  # the breaking step is the expected finding, not a failure
                 break
-            held = level
-        notes.insert(0, f"- sustained concurrency with zero errors and p99 under the soft deadline ({soft_s:.0f}s): "
-                        f"{held}; breaking point (errors, or p99 at the soft deadline: answers cut short): "
+            held, held_per_s = level, len(step.outcomes) / step.wall_s
+        notes.insert(0, f"- load{label}: sustained concurrency with zero errors and p99 under the soft deadline "
+                        f"({soft_s:.0f}s): {held} ({held_per_s:.2f} recognitions/s); breaking point (errors, or p99 "
+                        f"at the soft deadline: answers cut short): "
                         f"{broke if broke is not None else f'not reached up to {levels[-1]}'}")
+        if not soak_requests:
+            return LoadResult(rows, notes, held, held_per_s)
         soak_level = max(1, held)
         with MemorySampler(stack.pids()) as sampler:
             step = run_step(stack, soak_level, soak_requests)
@@ -157,4 +169,4 @@ def run_load(stack: ReliabilityStack, levels: Sequence[int] = (1, 2, 4, 8), per_
         stack.clear_faults()
     notes.insert(0, f"- upstream latency during load: Ximilar +{UPSTREAM_LATENCY['ximilar_s']}s, "
                     f"Gemini +{UPSTREAM_LATENCY['gemini_s']}s per call; machine: {os.cpu_count()} CPUs")
-    return rows, notes
+    return LoadResult(rows, notes, held, held_per_s)

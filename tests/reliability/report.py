@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LAST_RUN = Path(__file__).with_name("last_run.md")
-HEADER = ("scenario", "requests", "answered", "degraded", "failed", "lost records", "p50 s", "p99 s", "ok")
+HEADER = ("scenario", "requests", "answered", "degraded", "failed", "lost records", "p50 s", "p99 s",
+          "gemini calls/req", "ok")
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Row:
     p50_s: float | None
     p99_s: float | None
     problems: list[str] = field(default_factory=list)
+    gemini_calls_per_request: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -34,7 +36,9 @@ class Row:
         def seconds(value: float | None) -> str:
             return "–" if value is None else f"{value:.2f}"
         return (self.scenario, str(self.requests), str(self.answered), str(self.degraded), str(self.failed),
-                str(self.lost), seconds(self.p50_s), seconds(self.p99_s), "yes" if self.ok else "NO")
+                str(self.lost), seconds(self.p50_s), seconds(self.p99_s),
+                "–" if self.gemini_calls_per_request is None else f"{self.gemini_calls_per_request:.1f}",
+                "yes" if self.ok else "NO")
 
 
 def markdown_table(rows: Sequence[Row]) -> str:

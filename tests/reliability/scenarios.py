@@ -44,6 +44,7 @@ class Scenario:
     every_answer_flagged: bool = False  # True: the fault lasts the whole run, so every answer shows it
     spacing_s: float = 0.0  # spread request starts so a mid-run fault meets requests in every phase
     latency_limit_s: float | None = None  # p99 must stay under this (the budget the fault must fit in)
+    max_gemini_calls_per_request: float | None = None  # set: count Gemini calls, fail above this mean
 
 
 @dataclass
@@ -63,6 +64,11 @@ class ScenarioResult:
     max_s: float
     flags_seen: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    gemini_calls: int | None = None  # calls the fake Gemini got during the scenario (when counted)
+
+    @property
+    def gemini_calls_per_request(self) -> float | None:
+        return None if self.gemini_calls is None else self.gemini_calls / max(self.requests, 1)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +78,7 @@ class ScenarioResult:
 def run_scenario(stack: ReliabilityStack, scenario: Scenario) -> ScenarioResult:
     """Inject, send, heal, then count answers, flags, hangs and log rows."""
     stack.clear_faults()
+    stack.gemini.reset_counters()
     scenario.inject(stack)
     during_error: list[BaseException] = []
     worker = None
@@ -88,6 +95,7 @@ def run_scenario(stack: ReliabilityStack, scenario: Scenario) -> ScenarioResult:
     try:
         outcomes = asyncio.run(send_batch(stack.url("orchestrator"), stack.photos, scenario.requests,
                                           scenario.concurrency, timeout_s, spacing_s=scenario.spacing_s))
+        gemini_calls = stack.gemini.request_count
     finally:
         if worker is not None:
             worker.join(timeout=120)
@@ -98,6 +106,12 @@ def run_scenario(stack: ReliabilityStack, scenario: Scenario) -> ScenarioResult:
     counts = stack.row_counts([o.request_id for o in outcomes])
     result = judge(scenario, outcomes, counts, timeout_s)
     result.problems.extend(f"fault action failed: {exc!r}" for exc in during_error)
+    result.gemini_calls = gemini_calls
+    limit = scenario.max_gemini_calls_per_request
+    per_request = result.gemini_calls_per_request or 0.0
+    if limit is not None and per_request > limit:
+        result.problems.append(f"{per_request:.1f} Gemini calls per request against a failing Gemini "
+                               f"(at most {limit:.0f} expected)")
     return result
 
 
@@ -164,6 +178,30 @@ def ximilar_back(stack: ReliabilityStack) -> None:
         stack.restart(name, sig=signal.SIGTERM)
 
 
+def gemini_storm(kind: str) -> Action:
+    """Every Gemini call answers `kind` (429, 500, malformed JSON) for the whole scenario."""
+    def inject(stack: ReliabilityStack) -> None:
+        stack.gemini.fail_next(*[kind] * 100_000)
+    return inject
+
+
+#: A recognition's worst case against a failing Gemini (4 garments, 20 candidates, RERANK_BATCH 10,
+#: GEMINI_REQUEST_RETRIES 3; README "Reliability"): 4 × (1 tag + 2 batches [+ 2 probes]) + 3.
+GEMINI_CALLS_BOUND = 4 * (1 + 2 + 2) + 3
+GEMINI_DOWN_FLAGS = frozenset({"rerank_unavailable", "context_tags_unavailable"})
+
+
+def gemini_failing_scenarios(requests: int, concurrency: int) -> list[Scenario]:
+    """Gemini answering 429 and malformed JSON: answered, flagged, and few calls per request."""
+    return [
+        Scenario("gemini 429 storm", requests, concurrency, inject=gemini_storm("429"), flags=GEMINI_DOWN_FLAGS,
+                 every_answer_flagged=True, max_gemini_calls_per_request=GEMINI_CALLS_BOUND),
+        Scenario("gemini malformed answers", requests, concurrency, inject=gemini_storm("malformed"),
+                 flags=GEMINI_DOWN_FLAGS, every_answer_flagged=True,
+                 max_gemini_calls_per_request=GEMINI_CALLS_BOUND),
+    ]
+
+
 def gemini_timeouts(stack: ReliabilityStack) -> None:
     """Every Gemini call answers after 4 s; the client's time-out is 2 s."""
     stack.gemini.fail_next(*["slow"] * 10_000)
@@ -211,6 +249,7 @@ def fast_scenarios(requests: int = 4) -> list[Scenario]:
     return [
         Scenario("gemini timeouts", requests, 2, inject=gemini_timeouts,
                  flags=frozenset({"rerank_unavailable", "context_tags_unavailable"}), every_answer_flagged=True),
+        *gemini_failing_scenarios(requests, 2)[1:],  # malformed answers: the 18.12 + call-count check
         Scenario("staging DB unreachable", requests, 2, inject=staging_unreachable, heal=staging_back,
                  flags=frozenset({"availability_unavailable"}), every_answer_flagged=True),
     ]
@@ -230,6 +269,7 @@ def full_scenarios(pg_dir: Path | None, requests: int = 24, concurrency: int = 4
                  every_answer_flagged=True, latency_limit_s=SLOW_XIMILAR_BUDGET_S + BUDGET_SLACK_S),
         Scenario("gemini timeouts", requests, concurrency, inject=gemini_timeouts,
                  flags=frozenset({"rerank_unavailable", "context_tags_unavailable"}), every_answer_flagged=True),
+        *gemini_failing_scenarios(requests, concurrency),
         Scenario("embedder killed + restarted", requests, concurrency, during=kill_and_restart("embedder"),
                  flags=frozenset({"embedder_unavailable"}), spacing_s=spaced),
         Scenario("staging DB unreachable", requests, concurrency, inject=staging_unreachable, heal=staging_back,
@@ -237,7 +277,8 @@ def full_scenarios(pg_dir: Path | None, requests: int = 24, concurrency: int = 4
         Scenario("slow network (Ximilar +0.4 s, Gemini +1.2 s)", requests, concurrency, inject=slow_network),
     ]
     if pg_dir is not None:
-        scenarios.insert(5, Scenario(
+        staging = next(i for i, s in enumerate(scenarios) if s.name.startswith("staging"))
+        scenarios.insert(staging, Scenario(
             "PostgreSQL restarted", requests, concurrency, during=restart_postgres(pg_dir), spacing_s=spaced,
             flags=frozenset({"pgvector_unavailable", "availability_unavailable", "search_unavailable",
                              "fallback_unavailable"})))

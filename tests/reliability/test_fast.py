@@ -1,6 +1,7 @@
 """The `make test` subset of the reliability suite: the real functions as processes, fake Ximilar
-and Gemini on loopback, two faults that need no restart mid-load (Gemini timing out, the staging
-DB unreachable from the orchestrator), a handful of requests each. The full suite (every fault,
+and Gemini on loopback, three faults that need no restart mid-load (Gemini timing out, Gemini
+answering malformed JSON — flagged, and few Gemini calls per request — the staging DB unreachable
+from the orchestrator), a handful of requests each. The full suite (every fault,
 indexing crashes, load) runs under `make reliability` and `test_full.py` (slow)."""
 
 from __future__ import annotations

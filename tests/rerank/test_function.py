@@ -158,3 +158,24 @@ async def test_gemini_down_is_503_naming_gemini(gemini_fn: httpx.AsyncClient,
 async def test_gemini_rerank_needs_the_crop(gemini_fn: httpx.AsyncClient) -> None:
     response = await gemini_fn.post("/rerank", json={"candidates": [candidate("a", 0.5)]})
     assert response.status_code == 422 and response.json()["field"] == "image"
+
+
+async def test_one_recognition_shares_one_retry_budget(gemini_fn: httpx.AsyncClient,
+                                                       gemini: tuple[FakeGemini, str], photo_host: PhotoHost) -> None:
+    """Issue 18.11 at the function's edge: /tag and /rerank of one request id draw retries from one
+    budget (GEMINI_REQUEST_RETRIES, default 3), and malformed answers fail the rerank (18.12)."""
+    fake = gemini[0]
+    fake.fail_next(*["500"] * 4, *["malformed"] * 6)
+    red = photo_host.add("red.jpg", jpeg("red"))
+    headers = {"x-request-id": "rec-1"}
+    for _ in range(2):
+        tag = await gemini_fn.post("/tag", json={"image": {"base64": b64(jpeg("red"))}}, headers=headers)
+        assert tag.status_code == 503, tag.text
+    assert fake.request_count == 4  # 2 first attempts + 2 retries (GEMINI_MAX_RETRIES=1 per call)
+    rerank = await gemini_fn.post("/rerank", headers=headers, json={
+        "image": {"base64": b64(jpeg("red"))}, "candidates": [candidate("a", 0.5, [red]), candidate("b", 0.4, [red])]})
+    message = rerank.json()["message"]
+    assert rerank.status_code == 503 and "visual comparisons failed" in message
+    # the malformed batch answer was the 5th failed attempt in a row (GEMINI_BREAKER_FAILURES): the
+    # probe compare is refused by the open breaker instead of being sent
+    assert fake.request_count == 4 + 1 and "circuit open" in message

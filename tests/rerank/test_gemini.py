@@ -14,9 +14,12 @@ from unde.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from unde.fetch import FetchPolicy, fetch_bytes
 from unde.metrics import GEMINI_TOKENS
 from unde.providers.gemini import GeminiClient, GeminiConfig, image_part, split_api_url, text_part
+from unde.providers.gemini_policy import RetryBudget
 from unde.rerank.candidates import RerankCandidate
 from unde.rerank.combine import Weights
 from unde.rerank.gemini_rerank import GeminiReranker, VisualJudgement
+from unde.rerank.photo_cache import PreparedPhotos
+from unde.service_client import Deadline
 
 
 @pytest.fixture
@@ -32,13 +35,15 @@ def client_for(url: str, http: httpx.AsyncClient, **overrides: object) -> Gemini
     return GeminiClient(GeminiConfig(**settings), http)  # type: ignore[arg-type]
 
 
-def reranker_for(client: GeminiClient, http: httpx.AsyncClient, host: PhotoHost) -> GeminiReranker:
+def reranker_for(client: GeminiClient, http: httpx.AsyncClient, host: PhotoHost, *, batch: int = 1,
+                 cache_bytes: int = 1_000_000) -> GeminiReranker:
     policy = FetchPolicy.of([host.host], 1_000_000, 2.0)
 
     async def fetch(url: str) -> bytes:
         return await fetch_bytes(http, url, policy)
 
-    return GeminiReranker(client, fetch, Weights(0.7, 0.3), max_side=64)
+    photos = PreparedPhotos(fetch, max_side=64, max_pixels=40_000_000, max_bytes=cache_bytes)
+    return GeminiReranker(client, photos, Weights(0.7, 0.3), batch_size=batch)
 
 
 def compare_parts() -> list[Any]:
@@ -59,7 +64,7 @@ async def test_success_speaks_the_real_wire_shape(gemini: tuple[FakeGemini, str]
     before = GEMINI_TOKENS.labels("prompt")._value.get()
     answer = await client_for(url, http).generate_structured(compare_parts(), VisualJudgement, "rerank")
     assert answer.value is not None and answer.value.same_item and answer.value.score > 0.9
-    assert answer.usage.prompt == 258 * 2 + 20 and answer.usage.output == 24
+    assert answer.usage.prompt == fake.requests[0].prompt_tokens > 258 * 2 and answer.usage.output > 0
     assert GEMINI_TOKENS.labels("prompt")._value.get() - before == answer.usage.prompt
     seen = fake.requests[0]
     assert seen.path == "/v1beta/models/gemini-2.5-flash:generateContent"
@@ -68,7 +73,7 @@ async def test_success_speaks_the_real_wire_shape(gemini: tuple[FakeGemini, str]
     assert seen.body["generationConfig"]["responseMimeType"] == "application/json"
 
 
-async def test_429_then_success_through_sdk_retries(gemini: tuple[FakeGemini, str],
+async def test_429_then_success_through_retries(gemini: tuple[FakeGemini, str],
                                                     http: httpx.AsyncClient) -> None:
     fake, url = gemini
     fake.fail_next("429", "503")
@@ -89,11 +94,14 @@ async def test_500_exhausted_is_upstream_unavailable(gemini: tuple[FakeGemini, s
 async def test_timeout_is_upstream_timeout(gemini: tuple[FakeGemini, str],
                                            http: httpx.AsyncClient) -> None:
     fake, url = gemini
-    fake.fail_next("slow", "slow")
+    fake.fail_next("slow", "slow", "slow")
     client = client_for(url, http, timeout_s=0.3, max_retries=1)
     with pytest.raises(UpstreamTimeout):
         await client.generate_structured(compare_parts(), VisualJudgement, "rerank")
-    assert fake.request_count == 2  # the time-out is retried once by the SDK, then reported
+    assert fake.request_count == 1  # no deadline known: a second full time-out is not risked
+    with pytest.raises(UpstreamTimeout):
+        await client.generate_structured(compare_parts(), VisualJudgement, "rerank", deadline=Deadline(5.0))
+    assert fake.request_count == 3  # with time left before the deadline it is retried once
 
 
 async def test_wrong_key_is_a_configuration_failure(gemini: tuple[FakeGemini, str],
@@ -113,7 +121,7 @@ async def test_invalid_output_is_retried_once(gemini: tuple[FakeGemini, str], ht
     assert answer.value is not None and fake.request_count == 2
     fake.fail_next(fault, fault)
     answer = await client_for(url, http).generate_structured(compare_parts(), VisualJudgement, "rerank")
-    assert answer.value is None and answer.error is not None and "twice" in answer.error
+    assert answer.value is None and answer.error is not None and "failed validation, 2 attempt(s)" in answer.error
     assert fake.request_count == 4
 
 
@@ -151,7 +159,7 @@ async def test_rerank_orders_by_visual_judgement(gemini: tuple[FakeGemini, str],
     assert ranked[0].visual is not None and ranked[0].visual > 0.9
     assert ranked[1].visual is None and "ranked on semantics" in ranked[1].reason
     assert ranked[2].visual == 0.0
-    assert usage.prompt == 2 * (258 * 2 + 20)
+    assert usage.prompt == sum(seen.prompt_tokens for seen in fake.requests) and fake.request_count == 2
     # the on-model photo was compared, not the flat white one
     assert all(abs(sum(_mean(seen.images[1])) / 3 - 250) > 30 for seen in fake.requests)
 
@@ -162,15 +170,30 @@ def _mean(data: bytes) -> tuple[float, float, float]:
     return mean_colour(data)
 
 
-async def test_invalid_output_twice_keeps_search_score(gemini: tuple[FakeGemini, str],
-                                                       http: httpx.AsyncClient,
-                                                       photo_host: PhotoHost) -> None:
+async def test_invalid_output_keeps_search_score_when_others_were_judged(
+        gemini: tuple[FakeGemini, str], http: httpx.AsyncClient, photo_host: PhotoHost) -> None:
     fake, url = gemini
-    fake.fail_next("malformed", "malformed")
-    reranker = reranker_for(client_for(url, http), http, photo_host)
-    ranked, _ = await reranker.rerank(jpeg("red"), [_candidate(photo_host, "x", "blue", 0.42)], {})
-    assert ranked[0].visual == pytest.approx(0.42)
-    assert "failed validation twice" in ranked[0].reason and "search score" in ranked[0].reason
+    fake.fail_next("malformed")
+    reranker = reranker_for(client_for(url, http, concurrency=1), http, photo_host)
+    candidates = [_candidate(photo_host, "x", "blue", 0.42), _candidate(photo_host, "y", "red", 0.41)]
+    ranked, _ = await reranker.rerank(jpeg("red"), candidates, {}, RetryBudget(0))
+    failed = [r for r in ranked if "failed validation" in r.reason]
+    assert len(failed) == 1 and failed[0].visual == pytest.approx(failed[0].search_score)
+    assert "search score" in failed[0].reason and fake.request_count == 2
+
+
+async def test_malformed_answers_for_every_candidate_fail_the_rerank_and_feed_the_breaker(
+        gemini: tuple[FakeGemini, str], http: httpx.AsyncClient, photo_host: PhotoHost) -> None:
+    """Issue 18.12: invalid answers are failures — the rerank fails (the orchestrator then
+    flags `rerank_unavailable`) and each one counts on the breaker."""
+    fake, url = gemini
+    fake.fail_next(*["malformed"] * 4)
+    client = client_for(url, http, breaker_failures=4, breaker_cooldown_s=60)
+    reranker = reranker_for(client, http, photo_host)
+    candidates = [_candidate(photo_host, "a", "red", 0.5), _candidate(photo_host, "b", "red", 0.4)]
+    with pytest.raises(UpstreamUnavailable, match="all 2 visual comparisons failed"):
+        await reranker.rerank(jpeg("red"), candidates, {}, RetryBudget(2))
+    assert fake.request_count == 4 and client.breaker.open
 
 
 async def test_missing_photo_keeps_search_score(gemini: tuple[FakeGemini, str], http: httpx.AsyncClient,
@@ -222,5 +245,5 @@ async def test_tag_invalid_twice_is_an_upstream_error(gemini: tuple[FakeGemini, 
     fake, url = gemini
     fake.fail_next("schema", "schema")
     reranker = reranker_for(client_for(url, http), http, photo_host)
-    with pytest.raises(UpstreamError, match="validation twice"):
+    with pytest.raises(UpstreamError, match="failed validation, 2 attempt"):
         await reranker.tag(jpeg("red"))

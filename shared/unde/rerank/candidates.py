@@ -45,6 +45,18 @@ class RerankCandidate:
         return self.image_urls[0]
 
 
+    def image_hash(self, url: str) -> str | None:
+        """The content hash of photo `url` when `metadata.image_hashes` (aligned with
+        `image_urls`) carries one."""
+        hashes = self.metadata.get("image_hashes")
+        if not isinstance(hashes, Sequence) or isinstance(hashes, str):
+            return None
+        for candidate_url, value in zip(self.image_urls, hashes, strict=False):
+            if candidate_url == url and isinstance(value, str) and value:
+                return value
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class VisualEvidence:
     """A visual score for one candidate and where it came from (for the `reason`)."""
