@@ -96,12 +96,8 @@ async def gateway(monkeypatch: pytest.MonkeyPatch, *, production_url: str, stagi
 
 
 async def _close(module: ModuleType) -> None:
-    if module.PRODUCTION.ready:
-        await (await module.PRODUCTION.get()).close()
-    if module.MALL_BRANDS.ready:
-        await (await module.MALL_BRANDS.get()).pool.close()
-    if module.HTTP.ready:
-        await (await module.HTTP.get()).aclose()
+    if module.RUNTIME.ready:
+        await (await module.RUNTIME.get()).close()
 
 
 def keys(body: Mapping[str, Any]) -> list[tuple[str, str, str]]:
