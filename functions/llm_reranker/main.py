@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from functions.llm_reranker.schemas import Hints, RerankRequest, TagRequest
+from unde import budget
 from unde.db.embedded import start_embedded
 from unde.db.pool import open_pool
 from unde.errors import BadInput, ConfigError, UpstreamError
@@ -142,7 +143,7 @@ async def tag(request: Request) -> Mapping[str, Any]:
     ref, hints = await _tag_request(request)
     runtime = await RUNTIME.get()
     if runtime.gemini is not None:
-        tags, usage = await runtime.gemini.tag(await runtime.crop_jpeg(ref), runtime.budget())
+        tags, usage = await runtime.gemini.tag(await runtime.crop_jpeg(ref), runtime.budget(), budget.current())
         return {**tags.to_json(), "provider": "gemini", "tokens": usage.to_json()}
     if ref.base64 is not None:  # the offline tagger reads hints, but the image must still be valid
         data = await runtime.loader.load_bytes(ref)
@@ -179,7 +180,7 @@ async def rerank(request: Request) -> Mapping[str, Any]:
         if ref is None:
             raise BadInput("the Gemini reranker needs the crop: give 'image'", field="image")
         ranked, usage = await runtime.gemini.rerank(await runtime.crop_jpeg(ref), candidates, body.tags,
-                                                    runtime.budget())
+                                                    runtime.budget(), budget.current())
         return _answer(ranked, "gemini", usage)
     assert runtime.offline is not None
     embed_crop = None if ref is None else (lambda: _embed_crop(runtime, ref))

@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from unde import budget
 from unde.errors import BadInput, NotAllowed, UpstreamError, UpstreamTimeout
 from unde.http import collect_limited
 
@@ -161,12 +162,14 @@ async def check_url(url: str, policy: FetchPolicy) -> Hop:
 
 async def fetch_bytes(client: httpx.AsyncClient, url: str, policy: FetchPolicy,
                       *, headers: dict[str, str] | None = None) -> bytes:
-    """GET an image under the policy; BadInput/NotAllowed for the caller's URL problems."""
+    """GET an image under the policy, within FETCH_TIMEOUT_S and the request's remaining budget;
+    BadInput/NotAllowed for the caller's URL problems."""
+    limit = budget.current().within(policy.timeout_s).remaining()
     try:
-        async with asyncio.timeout(policy.timeout_s):
+        async with asyncio.timeout(limit):
             return await _follow(client, url, policy, headers or {})
     except TimeoutError as exc:
-        raise UpstreamTimeout("image-fetch", f"fetching the image took over {policy.timeout_s}s") from exc
+        raise UpstreamTimeout("image-fetch", f"fetching the image took over {limit:.2f}s") from exc
 
 
 async def _follow(client: httpx.AsyncClient, url: str, policy: FetchPolicy,

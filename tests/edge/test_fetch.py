@@ -99,3 +99,23 @@ async def test_http_error_status_is_bad_input() -> None:
     async with _client(httpx.MockTransport(lambda request: httpx.Response(404))) as client:
         with pytest.raises(BadInput, match="HTTP 404"):
             await fetch_bytes(client, "http://images.local:8090/a.jpg", POLICY)
+
+
+async def test_a_fetch_stops_at_the_requests_remaining_budget() -> None:
+    """FETCH_TIMEOUT_S is 2 s here, but the request has 0.3 s left: the fetch gives up then."""
+    import asyncio
+
+    from unde import budget
+    from unde.errors import UpstreamTimeout
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(1.5)
+        return httpx.Response(200, content=b"late")
+
+    async def fetch_within(seconds: float) -> None:
+        budget.set_current(budget.Deadline(seconds))  # this task's context only
+        async with _client(httpx.MockTransport(slow)) as client:
+            await fetch_bytes(client, "http://images.local:8090/a.jpg", POLICY)
+
+    with pytest.raises(UpstreamTimeout, match=r"over 0\.30s"):  # the budget's limit, not FETCH_TIMEOUT_S
+        await asyncio.create_task(fetch_within(0.3))

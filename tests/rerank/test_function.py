@@ -179,3 +179,19 @@ async def test_one_recognition_shares_one_retry_budget(gemini_fn: httpx.AsyncCli
     # the malformed batch answer was the 5th failed attempt in a row (GEMINI_BREAKER_FAILURES): the
     # probe compare is refused by the open breaker instead of being sent
     assert fake.request_count == 4 + 1 and "circuit open" in message
+
+
+async def test_gemini_calls_stop_at_the_callers_budget(gemini_fn: httpx.AsyncClient,
+                                                       gemini: tuple[FakeGemini, str]) -> None:
+    """Issue 18.9: the orchestrator's remaining budget (x-unde-budget-ms) bounds the Gemini call,
+    not GEMINI_TIMEOUT_S: a Gemini answering after 3 s is given up inside the 1 s budget."""
+    import re
+
+    from unde.budget import BUDGET_HEADER
+
+    gemini[0].fail_next("slow")
+    response = await gemini_fn.post("/tag", json={"image": {"base64": b64(jpeg((15, 15, 20)))}},
+                                    headers={BUDGET_HEADER: "1000"})
+    assert response.status_code in (503, 504), response.text
+    assert gemini[0].slow_s > 1  # the fake really is slower than the budget
+    assert re.search(r"no answer within 0\.\d+s", response.json()["message"]), response.text
