@@ -14,18 +14,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import functions_framework.aio
-import httpx
 from PIL import Image
 from starlette.requests import Request
 from starlette.responses import Response
 
+from functions.embedder.runtime import Runtime, build_runtime
 from unde.errors import BadInput
-from unde.fetch import FetchPolicy
 from unde.http import read_model
 from unde.logs import configure_logging
 from unde.models.embed_request import EmbedRequest, check_bbox, parse_bbox
-from unde.models.embedding_service import EmbeddingService
-from unde.models.registry import load_embedder, resolved_provider
 from unde.openapi import Operation, document
 from unde.response_shapes import EmbedResponse
 from unde.runtime import Lazy, function_router
@@ -39,20 +36,7 @@ configure_logging(SERVICE, SETTINGS.log_level)
 JSON_LIMIT = int(SETTINGS.image_max_bytes * 1.4) + 65_536  # one base64 image plus slack
 
 
-async def _build_service() -> EmbeddingService:
-    embedder = await asyncio.to_thread(load_embedder, SETTINGS, "latency")
-    return EmbeddingService(embedder, provider=resolved_provider(SETTINGS))
-
-
-async def _build_loader() -> ImageLoader:
-    policy = FetchPolicy.of(SETTINGS.allowed_image_hosts, SETTINGS.image_max_bytes,
-                            SETTINGS.fetch_timeout_s)
-    client = httpx.AsyncClient(timeout=SETTINGS.fetch_timeout_s)
-    return ImageLoader(client, policy, SETTINGS.image_max_pixels)
-
-
-EMBEDDER = Lazy(_build_service)
-LOADER = Lazy(_build_loader)
+RUNTIME: Lazy[Runtime] = Lazy(lambda: build_runtime(SETTINGS))
 
 
 def _decode(data: bytes, bbox: list[float] | None, field: str, bbox_field: str) -> Image.Image:
@@ -87,8 +71,9 @@ async def _images_from(request: Request, loader: ImageLoader) -> tuple[list[Imag
 
 async def embed(request: Request) -> Mapping[str, Any]:
     """`POST /embed`."""
-    images, batch = await _images_from(request, await LOADER.get())
-    service = await EMBEDDER.get()
+    runtime = await RUNTIME.get()
+    images, batch = await _images_from(request, runtime.loader)
+    service = runtime.service
     result = await service.embed(images)
     version = service.embedder.model_version
     if batch:
@@ -98,7 +83,7 @@ async def embed(request: Request) -> Mapping[str, Any]:
 
 async def health() -> Mapping[str, Any]:
     """Loads the model on first call, so a readiness probe warms the process."""
-    service = await EMBEDDER.get()
+    service = (await RUNTIME.get()).service
     return {**service.describe(), "max_batch": SETTINGS.embed_max_batch}
 
 

@@ -62,8 +62,7 @@ class Runtime:
 
     def __init__(self, settings: LlmRerankerSettings) -> None:
         self.http = httpx.AsyncClient(limits=http_limits())
-        self.policy = FetchPolicy.of(settings.allowed_image_hosts, settings.image_max_bytes,
-                                     settings.fetch_timeout_s)
+        self.policy = FetchPolicy.from_settings(settings)
         self.loader = ImageLoader(self.http, self.policy, settings.image_max_pixels)
         token = secret_value(settings.internal_token)
         self.embedder = ServiceClient("embedder", settings.embedder_url, self.http, caller=SERVICE,

@@ -144,8 +144,7 @@ async def build_runtime(settings: VisionGatewaySettings, *, http: httpx.AsyncCli
         "embedder", settings.embedder_url, http, caller=SERVICE, token=secret_value(settings.internal_token),
         default_timeout_s=settings.embedder_timeout_s)
     loader = overrides.pop("loader", None) or ImageLoader(
-        http, FetchPolicy.of(settings.allowed_image_hosts, settings.image_max_bytes, settings.fetch_timeout_s),
-        settings.image_max_pixels)
+        http, FetchPolicy.from_settings(settings), settings.image_max_pixels)
     parts: dict[str, Any] = {
         "settings": settings, "providers": Providers.of(settings), "http": http, "ximilar": ximilar,
         "production": production, "mall_brands": mall_brands, "embedder": embedder, "loader": loader,

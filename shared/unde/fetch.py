@@ -21,6 +21,7 @@ import httpx
 from unde import budget
 from unde.errors import BadInput, NotAllowed, UpstreamError, UpstreamTimeout
 from unde.http import collect_limited
+from unde.settings import CommonSettings
 
 MAX_REDIRECTS = 3
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -51,6 +52,11 @@ class FetchPolicy:
     @classmethod
     def of(cls, allowed_hosts: Iterable[str], max_bytes: int, timeout_s: float) -> FetchPolicy:
         return cls(frozenset(host.lower() for host in allowed_hosts), max_bytes, timeout_s)
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> FetchPolicy:
+        """ALLOWED_IMAGE_HOSTS, IMAGE_MAX_BYTES, FETCH_TIMEOUT_S of any function's settings."""
+        return cls.of(settings.allowed_image_hosts, settings.image_max_bytes, settings.fetch_timeout_s)
 
     def host_allowed(self, host: str, port: int | None) -> bool:
         host = host.lower()

@@ -142,8 +142,8 @@ async def _embedder(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]) -> 
     app, module = load_function("embedder")
     async with client_for(app) as client:
         yield Target("embedder", client, module, _internal())
-    if module.LOADER.ready:
-        await (await module.LOADER.get()).client.aclose()
+    if module.RUNTIME.ready:
+        await (await module.RUNTIME.get()).close()
 
 
 @asynccontextmanager

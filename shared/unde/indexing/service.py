@@ -39,8 +39,7 @@ def consumer_config(settings: IndexerSettings) -> ConsumerConfig:
 
 def fetch_policy(settings: IndexerSettings) -> FetchPolicy:
     """Catalog images may only come from ALLOWED_IMAGE_HOSTS or public addresses."""
-    return FetchPolicy.of(settings.allowed_image_hosts, settings.image_max_bytes,
-                          settings.fetch_timeout_s)
+    return FetchPolicy.from_settings(settings)
 
 
 def database_urls(settings: IndexerSettings) -> DatabaseUrls:
