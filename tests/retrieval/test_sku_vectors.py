@@ -144,3 +144,26 @@ async def test_an_interrupted_rebuild_leaves_nothing_behind(search_clone_url: st
         await victim.execute("RESET statement_timeout")
         await maintain_index(victim)
         assert await (await victim.execute(count, (f"{INDEX}_ccnew",))).fetchone() == (0,)
+
+
+async def test_a_failed_rebuild_keeps_the_built_lists_and_is_retried(search_clone_url: str) -> None:
+    """The rebuild is cancelled midway (statement timeout while an old snapshot holds it): the
+    reloption goes back to the lists the index was built with, nothing is left on the
+    connection, and the next maintenance drops the invalid copy and rebuilds."""
+    async with (await psycopg.AsyncConnection.connect(search_clone_url, autocommit=True) as blocker,
+                await psycopg.AsyncConnection.connect(search_clone_url, autocommit=True) as conn):
+        before = await _lists(conn)
+        await blocker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        await blocker.execute("SELECT count(*) FROM index_jobs")
+        await conn.execute("SET statement_timeout = '1s'")
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            await maintain_index(conn)
+        await blocker.execute("COMMIT")
+        assert await _lists(conn) == before
+        assert await (await conn.execute("SHOW maintenance_work_mem")).fetchone() != ("512MB",)
+        await conn.execute("RESET statement_timeout")
+        report = await maintain_index(conn)
+        assert report.rebuilt and await _lists(conn) == report.lists
+        leftover = await (await conn.execute(
+            "SELECT count(*) FROM pg_class WHERE starts_with(relname::text, %s)", (f"{INDEX}_ccnew",))).fetchone()
+        assert leftover == (0,)

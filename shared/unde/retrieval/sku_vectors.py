@@ -118,23 +118,37 @@ class IndexReport:
     rebuilt: bool
 
 
+def _alter_lists(lists: int) -> sql.Composed:
+    return sql.SQL("ALTER INDEX {} SET (lists = {})").format(sql.Identifier(INDEX), sql.Literal(lists))
+
+
 async def maintain_index(conn: AsyncConnection[Any]) -> IndexReport:
     """Rebuild the IVFFlat index with lists ≈ rows / 200 when the table has outgrown (or shrunk
-    below) the lists it was built with. Needs an autocommit connection (REINDEX CONCURRENTLY)."""
-    for (name,) in await (await conn.execute(LEFTOVERS_SQL, (f"{INDEX}_ccnew",))).fetchall():
+    below) the lists it was built with. Needs an autocommit connection (REINDEX CONCURRENTLY).
+
+    The built lists are read from the index's reloption, which is set just before the rebuild:
+    a rebuild that fails puts the old value back, and one that was killed midway leaves an
+    invalid copy, which is dropped here and forces the rebuild again."""
+    leftovers = await (await conn.execute(LEFTOVERS_SQL, (f"{INDEX}_ccnew",))).fetchall()
+    for (name,) in leftovers:
         await conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
     row = await (await conn.execute(INDEX_STATE_SQL, (INDEX,))).fetchone()
     if row is None:
         raise LookupError(f"index {INDEX} is missing: run `unde db migrate`")
     built, rows = int(row[0] or 1), int(row[1])
-    if not needs_rebuild(built, rows):
+    if not leftovers and not needs_rebuild(built, rows):
         return IndexReport(rows, built, rebuilt=False)
     lists = wanted_lists(rows)
     # The new lists take effect at the rebuild; until then the old index answers (its metapage
     # holds the lists it was built with).
-    await conn.execute(sql.SQL("ALTER INDEX {} SET (lists = {})").format(sql.Identifier(INDEX), sql.Literal(lists)))
-    await conn.execute(sql.SQL("SET maintenance_work_mem = '512MB'"))
-    await conn.execute(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(INDEX)))
-    await conn.execute(sql.SQL("RESET maintenance_work_mem"))
+    await conn.execute(_alter_lists(lists))
+    try:
+        await conn.execute("SET maintenance_work_mem = '512MB'")
+        await conn.execute(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(INDEX)))
+    except BaseException:
+        await conn.execute(_alter_lists(built))  # the index still has the lists it was built with
+        raise
+    finally:
+        await conn.execute("RESET maintenance_work_mem")  # never left on a pooled connection
     log.info("rebuilt %s for %d SKU rows: %d → %d lists", INDEX, rows, built, lists)
     return IndexReport(rows, lists, rebuilt=True)
