@@ -8,16 +8,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
-from tests.fakes.pipeline_upstreams import GATEWAY, RERANKER, FakeItem, FakeUpstreams
-from tests.function_apps import client_for, load_function
+from tests.fakes.pipeline_upstreams import GATEWAY, RERANKER, FakeItem, FakeUpstreams, orchestrator_on
+from tests.function_apps import load_function
 from tests.pipeline import staging_rows
-from unde.runtime import Lazy
 
 APP_KEY = "console-test-key-5d1e"
 ITEMS = [FakeItem("outerwear", [("zara", "z1", 0.93), ("mango", "m1", 0.8), ("mango", "m2", 0.7)], confident=True)]
@@ -63,14 +61,5 @@ async def orchestrator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, producti
     _environment(monkeypatch, tmp_path, production_url, staging_url)
     app, module = load_function("orchestrator")
     fake = FakeUpstreams(list(ITEMS))
-
-    async def build() -> Any:
-        return await module.Runtime(module.SETTINGS, http=fake.client()).open()
-
-    module.RUNTIME = Lazy(build)
-    async with client_for(app) as client:
+    async with orchestrator_on(module, app, fake) as client:
         yield Orchestrator(client, module, fake, {"x-api-key": APP_KEY})
-    if module.RUNTIME.ready:
-        runtime = await module.RUNTIME.get()
-        await runtime.production.close()
-        await runtime.staging.close()

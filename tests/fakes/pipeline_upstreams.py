@@ -12,10 +12,15 @@ import base64
 import json
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from tests.function_apps import client_for
+from unde.runtime import Lazy
 
 GATEWAY = "http://gateway.test"
 RERANKER = "http://reranker.test"
@@ -135,3 +140,21 @@ class FakeUpstreams:
                            "visual": score, "semantic": score, "score": score, "reason": "fake"})
         ranked.sort(key=lambda r: -r["score"])
         return httpx.Response(200, json={"ranked": ranked, "provider": "fake"})
+
+
+@asynccontextmanager
+async def orchestrator_on(module: Any, app: Any, fake: FakeUpstreams) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the orchestrator app whose runtime talks to `fake` instead of the network;
+    its pools are closed afterwards."""
+    async def build() -> Any:
+        return await module.Runtime(module.SETTINGS, http=fake.client()).open()
+
+    module.RUNTIME = Lazy(build)  # issue 17: the orchestrator has no build_runtime(overrides) yet
+    try:
+        async with client_for(app) as client:
+            yield client
+    finally:
+        if module.RUNTIME.ready:
+            runtime = await module.RUNTIME.get()
+            await runtime.production.close()
+            await runtime.staging.close()

@@ -15,11 +15,10 @@ import psycopg
 import pytest
 from PIL import Image
 
-from tests.fakes.pipeline_upstreams import GATEWAY, RERANKER, FakeItem, FakeUpstreams
-from tests.function_apps import client_for, load_function
+from tests.fakes.pipeline_upstreams import GATEWAY, RERANKER, FakeItem, FakeUpstreams, orchestrator_on
+from tests.function_apps import load_function
 from tests.pipeline import staging_rows
 from unde.pipeline.request_log import RequestLog
-from unde.runtime import Lazy
 
 ITEMS = [FakeItem("outerwear", [("zara", "z1", 0.93), ("mango", "m1", 0.8), ("mango", "m2", 0.7)], confident=True)]
 
@@ -41,16 +40,8 @@ async def orchestrator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, producti
     monkeypatch.setenv("LLM_RERANKER_URL", RERANKER)
     app, module = load_function("orchestrator")
     fake = FakeUpstreams(list(ITEMS))
-
-    async def build() -> Any:
-        return await module.Runtime(module.SETTINGS, http=fake.client()).open()
-
-    module.RUNTIME = Lazy(build)
-    async with client_for(app) as client:
+    async with orchestrator_on(module, app, fake) as client:
         yield client, module, fake
-    runtime = await module.RUNTIME.get()
-    await runtime.production.close()
-    await runtime.staging.close()
 
 
 def _rows(url: str) -> list[tuple[Any, ...]]:
@@ -185,23 +176,15 @@ async def test_app_key_and_rate_limit_guard_the_public_endpoint(
     monkeypatch.setenv("RATE_LIMIT_BURST", "2")
     app, module = load_function("orchestrator")
     fake = FakeUpstreams(list(ITEMS))
-
-    async def build() -> Any:
-        return await module.Runtime(module.SETTINGS, http=fake.client()).open()
-
-    module.RUNTIME = Lazy(build)
     body = {"photo_url": "http://x/p.jpg", "user_id": "shopper-1"}
-    async with client_for(app) as client:
+    async with orchestrator_on(module, app, fake) as client:
         anonymous = await client.post("/recognize", json=body)
         statuses = [(await client.post("/recognize", json=body, headers={"x-api-key": "app-key-1"})).status_code
                     for _ in range(3)]
         other_user = await client.post("/recognize", json={**body, "user_id": "shopper-2"},
                                        headers={"authorization": "Bearer app-key-1"})
         health = await client.get("/healthz")
+        await (await module.RUNTIME.get()).request_log.drain()
     assert anonymous.status_code == 401
     assert statuses == [200, 200, 429]
     assert other_user.status_code == 200 and health.status_code == 200
-    runtime = await module.RUNTIME.get()
-    await runtime.request_log.drain()
-    await runtime.production.close()
-    await runtime.staging.close()
